@@ -1,0 +1,164 @@
+"""The ``ntune`` command line: each command is one call into the modules of the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ntune.config import ConfigError, NtuneConfig, dump_config, load_config
+
+app = typer.Typer(
+    help=(
+        "ntune: hyperparameter search on Ray Tune for GNN recovery of the PDE_N2 connectivity matrix W\n"
+        "and the neuron types, across sparsity levels."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect and convert configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a field, e.g. --set training.coeff_W_L1=1e-5 (repeatable)."),
+]
+ConfigArg = Annotated[Path, typer.Argument(help="A run config YAML (simulation, graph_model, training).")]
+
+
+def _fail(err: Exception) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False)
+    return typer.Exit(code=2)
+
+
+def _load(config: Path, overrides: list[str] | None) -> NtuneConfig:
+    try:
+        return load_config(config, overrides)
+    except ConfigError as err:
+        raise _fail(err) from None
+
+
+@config_app.command("show")
+def config_show(config: ConfigArg, set_: SetOpt = None) -> None:
+    """Print the resolved config (defaults filled in, overrides applied)."""
+    console.print(dump_config(_load(config, set_)), end="", highlight=False, markup=False)
+
+
+@config_app.command("import")
+def config_import(
+    upstream: Annotated[Path, typer.Argument(help="An upstream NeuralGraph signal_N2 YAML.")],
+    out: Annotated[Path | None, typer.Option(help="Write the ntune config here (default: print it).")] = None,
+) -> None:
+    """Convert an upstream NeuralGraph N2 config; lists the upstream fields ntune ignores."""
+    from ntune.upstream import import_upstream
+
+    try:
+        config, ignored = import_upstream(upstream)
+    except ConfigError as err:
+        raise _fail(err) from None
+    text = dump_config(config, out)
+    if out is None:
+        console.print(text, end="", highlight=False, markup=False)
+    else:
+        console.print(f"wrote {out}")
+    if ignored:
+        err_console.print(f"ignored upstream fields: {', '.join(ignored)}", highlight=False)
+
+
+@app.command()
+def simulate(config: ConfigArg, set_: SetOpt = None) -> None:
+    """Simulate (or load from the cache) the network of CONFIG; writes activity.png and connectivity.png."""
+    from ntune.simulate import simulate_command
+
+    simulate_command(_load(config, set_), console=console)
+
+
+@app.command()
+def train(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/train-<time>).")] = None,
+) -> None:
+    """Train a SignalGNN on CONFIG's data; writes config, metrics, checkpoint, plots, TensorBoard events."""
+    from ntune.train import train_command
+
+    code = train_command(_load(config, set_), out=out, console=console)
+    raise typer.Exit(code=code)
+
+
+@app.command()
+def run(
+    study: Annotated[Path, typer.Argument(help="A study YAML (base config, blocks, search space, budget).")],
+    set_: SetOpt = None,
+    address: Annotated[
+        str | None, typer.Option(help="Join this Ray cluster (default: $RAY_ADDRESS, else an embedded Ray).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Experiment name (default: the study's name).")] = None,
+    storage: Annotated[str | None, typer.Option(help="Storage folder (default: the study's storage_path).")] = None,
+    fresh: Annotated[bool, typer.Option(help="Start over instead of resuming an experiment of this name.")] = False,
+) -> None:
+    """Run (or resume) a study: one UCB tree per block, trials in parallel on Ray Tune."""
+    from ntune.study import run_command
+
+    try:
+        code = run_command(study, overrides=set_, address=address, name=name, storage=storage, fresh=fresh)
+    except ConfigError as err:
+        raise _fail(err) from None
+    raise typer.Exit(code=code)
+
+
+ExpArg = Annotated[Path, typer.Argument(help="An experiment folder (storage_path/name).")]
+
+
+@app.command()
+def status(experiment: ExpArg) -> None:
+    """Per-block table of a finished, running or interrupted experiment."""
+    from ntune.export import status_command
+
+    try:
+        status_command(experiment, console=console)
+    except (ConfigError, FileNotFoundError) as err:
+        raise _fail(err) from None
+
+
+@app.command()
+def export(
+    experiment: ExpArg,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: EXPERIMENT/best).")] = None,
+    format_: Annotated[
+        str, typer.Option("--format", help="yaml (best config per block), csv, json or ucb-txt.")
+    ] = "yaml",
+) -> None:
+    """Export the best config per block (robust configs preferred) and summary.csv."""
+    from ntune.export import export_command
+
+    try:
+        export_command(experiment, out=out, fmt=format_, console=console)
+    except (ConfigError, FileNotFoundError) as err:
+        raise _fail(err) from None
+
+
+@app.command()
+def report(experiment: ExpArg) -> None:
+    """Write report.md: comparison table, R^2 and cluster accuracy against filling factor, trees, scatters."""
+    from ntune.export import report_command
+
+    try:
+        report_command(experiment, console=console)
+    except (ConfigError, FileNotFoundError) as err:
+        raise _fail(err) from None
+
+
+def main() -> None:
+    """Entry point of the ``ntune`` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

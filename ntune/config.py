@@ -1,0 +1,287 @@
+"""Validated run configuration: simulation, graph_model and training sections.
+
+Field names follow upstream NeuralGraph where the meaning matches, so users recognise their
+configs. Every model forbids unknown keys; :func:`load_config` turns any validation problem into
+a :class:`ConfigError` whose message names the dotted field path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the field path, the bad value and the valid choices."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SimulationConfig(_Section):
+    """PDE_N2 network: du_i/dt = -c_i u_i + s_i tanh(u_i) + g_i sum_j W_ij phi(u_j)."""
+
+    signal_model_name: Literal["PDE_N2"] = Field("PDE_N2", description="Simulator; only PDE_N2 is implemented.")
+    n_neurons: int = Field(1000, gt=0, description="Number of neurons N (> 0).")
+    n_neuron_types: int = Field(4, gt=0, description="Number of neuron types; types are contiguous blocks of N/n_types.")
+    n_frames: int = Field(100_000, gt=1, description="Stored frames T after burn-in (> 1).")
+    delta_t: float = Field(0.01, gt=0, description="Euler step dt (> 0).")
+    start_frame: int = Field(-1000, le=0, description="Burn-in: -start_frame Euler steps are run and discarded (<= 0).")
+    connectivity_type: Literal["Lorentz", "Gaussian"] = Field(
+        "Lorentz", description="Distribution of W entries: 'Lorentz' (Cauchy) or 'Gaussian'."
+    )
+    connectivity_filling_factor: float = Field(
+        1.0, gt=0, le=1, description="Probability that an off-diagonal synapse is present, in (0, 1]."
+    )
+    connectivity_init: list[float] = Field(
+        [0.0, 1.0],
+        min_length=2,
+        max_length=2,
+        description="Gaussian W: [mean, std] of entries before division by sqrt(n_neurons).",
+    )
+    lorentz_exponent: float | None = Field(
+        None,
+        gt=0,
+        description="Lorentz W is divided by N**exponent; None uses upstream's table (0.7 for N < 2000).",
+    )
+    params: list[list[float]] = Field(
+        [[10.0, 1.0, 1.0], [10.0, 2.0, 1.0], [10.0, 1.0, 2.0], [10.0, 2.0, 2.0]],
+        description="One row [g, s, c] per neuron type (coupling gain, self-excitation, decay).",
+    )
+    phi: Literal["tanh", "linear"] = Field("tanh", description="Synaptic transfer function phi: 'tanh' or 'linear'.")
+    noise_model_level: float = Field(0.0, ge=0, description="Std of process noise added per Euler step (>= 0).")
+    seed: int = Field(42, ge=0, description="One seed fixes W, the mask, u0 and the noise (>= 0).")
+    device: str = Field("auto", description="'auto', 'cpu' or 'cuda[:k]' for the simulation.")
+
+    @model_validator(mode="after")
+    def _check_params(self) -> SimulationConfig:
+        if len(self.params) != self.n_neuron_types:
+            raise ValueError(
+                f"params has {len(self.params)} rows but n_neuron_types is {self.n_neuron_types}; "
+                "give one [g, s, c] row per neuron type"
+            )
+        for k, row in enumerate(self.params):
+            if len(row) != 3:
+                raise ValueError(f"params row {k} is {row}: each row must be [g, s, c] (3 numbers)")
+        if self.n_neurons < self.n_neuron_types:
+            raise ValueError(f"n_neurons ({self.n_neurons}) must be >= n_neuron_types ({self.n_neuron_types})")
+        return self
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        return _check_device_name(v)
+
+
+class GraphModelConfig(_Section):
+    """SignalGNN: pred_i = lin_phi([u_i, a_i]) + sum_{j != i} W_ij lin_edge(u_j)."""
+
+    signal_model_name: Literal["PDE_N2"] = Field("PDE_N2", description="Model family; only PDE_N2 is implemented.")
+    embedding_dim: int = Field(2, gt=0, description="Dimension of the per-neuron embedding a (> 0).")
+    hidden_dim: int = Field(64, gt=0, description="Width of the hidden layers of lin_edge and lin_phi (> 0).")
+    n_layers: int = Field(3, ge=2, description="Linear layers per MLP (>= 2); 3 gives in -> 64 -> 64 -> 1.")
+    backend: Literal["dense", "edge"] = Field(
+        "dense", description="'dense': (W*mask) @ lin_edge(u), one GEMM; 'edge': torch_geometric message passing."
+    )
+    W_init_std: float = Field(0.01, ge=0, description="W is initialised N(0, W_init_std^2) (>= 0).")
+
+
+class TrainingConfig(_Section):
+    """Trainer hyperparameters (upstream semantics; what upstream changed in code is configurable here)."""
+
+    n_epochs: int = Field(1, gt=0, description="Epochs (> 0).")
+    batch_size: int = Field(8, gt=0, description="Frames per iteration (> 0).")
+    data_augmentation_loop: int = Field(
+        10, gt=0, description="Iterations per epoch = int(n_frames * data_augmentation_loop // batch_size * 0.2)."
+    )
+    learning_rate_W_start: float = Field(1e-3, gt=0, description="Learning rate of W (> 0).")
+    learning_rate_start: float = Field(5e-4, gt=0, description="Learning rate of lin_edge and lin_phi (> 0).")
+    learning_rate_embedding_start: float = Field(7.5e-4, gt=0, description="Learning rate of embeddings a (> 0).")
+    coeff_W_L1: float = Field(1e-5, ge=0, description="Weight of ||W||_1 (>= 0).")
+    coeff_W_L1_scale_by_filling: bool = Field(
+        False, description="Divide coeff_W_L1 by connectivity_filling_factor (sparser nets get more L1)."
+    )
+    coeff_lin_phi_zero: float = Field(1.0, ge=0, description="Weight of ||lin_phi([0, a])||_2 (>= 0).")
+    coeff_edge_diff: float = Field(100.0, ge=0, description="Weight of the lin_edge monotonicity penalty (>= 0).")
+    optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = Field("adam", description="Optimizer.")
+    scheduler: Literal["none", "cosine", "plateau"] = Field("none", description="Learning-rate schedule.")
+    gradient_clip: float = Field(0.0, ge=0, description="Max gradient norm; 0 disables clipping (>= 0).")
+    test_fraction: float = Field(0.1, ge=0, lt=0.9, description="Held-out tail of the trajectory, in [0, 0.9).")
+    n_rollout_frames: int = Field(1000, gt=0, description="Frames of the held-out rollout test (> 0).")
+    cluster_method: Literal["kmeans", "single_linkage"] = Field(
+        "kmeans", description="Embedding clustering for cluster_accuracy."
+    )
+    n_log_points: int = Field(20, gt=0, description="In-training evaluations (TensorBoard, tune.report) per run.")
+    seed: int = Field(0, ge=0, description="Seed of W init, MLP init and frame sampling (>= 0).")
+    device: str = Field("auto", description="'auto', 'cpu' or 'cuda[:k]' for training.")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        return _check_device_name(v)
+
+
+class NtuneConfig(_Section):
+    """A complete, runnable configuration (what `ntune train` takes and `ntune export` writes)."""
+
+    description: str = Field("", description="Free text.")
+    dataset: str = Field("", description="Free-text name of the data set.")
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    graph_model: GraphModelConfig = Field(default_factory=GraphModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    def simulation_hash(self) -> str:
+        """Stable hash of the simulation section (the data cache key, with the data-format version)."""
+        return config_hash(self.simulation.model_dump(exclude={"device"}))
+
+
+def _check_device_name(v: str) -> str:
+    if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
+        return v
+    raise ValueError(f"device {v!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:<index>'")
+
+
+def config_hash(data: dict[str, Any]) -> str:
+    """SHA-256 (16 hex chars) of a JSON-canonical dump of ``data``."""
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _model_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the key at ``path`` (None if not a model level)."""
+    for part in path:
+        if not isinstance(part, str) or part not in model.model_fields:
+            return None
+        ann = model.model_fields[part].annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return None
+    return model
+
+
+def format_validation_error(err: ValidationError, root: type[BaseModel], data: Any = None) -> str:
+    """One line per problem: ``path: bad value -- what is allowed``."""
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        path = ".".join(str(p) for p in loc) or "<root>"
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            parent = _model_at(root, loc[:-1])
+            valid = sorted(parent.model_fields) if parent else []
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            lines.append(f"{path}: unknown field; {hint}valid fields: {', '.join(valid)}")
+            continue
+        value = e.get("input")
+        msg = e["msg"]
+        if kind.startswith("value_error"):
+            msg = msg.removeprefix("Value error, ")
+        parent = _model_at(root, loc[:-1]) if loc else None
+        desc = ""
+        if parent is not None and isinstance(loc[-1], str) and loc[-1] in parent.model_fields:
+            desc = parent.model_fields[loc[-1]].description or ""
+        shown = "" if isinstance(value, dict) else f"{value!r}: "
+        lines.append(f"{path}: {shown}{msg}" + (f" ({desc})" if desc else ""))
+    return "\n".join(lines)
+
+
+def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
+    """Parse ``a.b=c`` strings; values are read as YAML (``1e-5``, ``[1, 2]``, ``true``)."""
+    parsed = []
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.field=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r}: empty field path")
+        parsed.append((key, _yaml_value(raw)))
+    return parsed
+
+
+def _yaml_value(raw: str) -> Any:
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for key ``a.b.c``, creating intermediate dicts."""
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
+def get_dotted(data: dict[str, Any], key: str, default: Any = None) -> Any:
+    """``data[a][b][c]`` for key ``a.b.c`` (``default`` if any level is missing)."""
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def config_from_dict(data: dict[str, Any] | None, overrides: list[str] | None = None) -> NtuneConfig:
+    """Validate a plain dict (plus ``a.b=c`` overrides) into an :class:`NtuneConfig`."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    merged = copy.deepcopy(data or {})
+    for key, value in parse_overrides(overrides):
+        set_dotted(merged, key, value)
+    try:
+        return NtuneConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, NtuneConfig, merged)) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """``yaml.safe_load`` a file, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> NtuneConfig:
+    """Load and validate a YAML config; ``overrides`` like ``["training.coeff_W_L1=1e-5"]``."""
+    try:
+        return config_from_dict(read_yaml(path), overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{path}:\n{err}") from None
+
+
+def config_to_dict(config: NtuneConfig) -> dict[str, Any]:
+    """Plain, YAML-safe dict of a config."""
+    return config.model_dump(mode="json")
+
+
+def dump_config(config: NtuneConfig, path: str | Path | None = None) -> str:
+    """YAML text of a config (written to ``path`` when given)."""
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    if path is not None:
+        Path(path).write_text(text)
+    return text

@@ -1,0 +1,1 @@
+"""Ray Tune searchers: a dual-objective UCB tree that mutates one parameter per trial."""

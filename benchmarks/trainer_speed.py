@@ -1,0 +1,119 @@
+"""Training-step time of SignalGNN back ends, measured in one run, printed with ratios.
+
+    .venv/bin/python benchmarks/trainer_speed.py [--sizes 100 300 1000] [--batch 8] [--threads 1] [--device cpu]
+
+One step = the full training loss of ntune.train.loss_terms (prediction + L1 + lin_phi-zero + edge
+monotonicity), backward, Adam step, on a complete graph of N neurons. Back ends:
+
+* ``dense``: ``lin_edge(u) @ (W * mask).T`` (ntune's default);
+* ``edge``: ntune's torch_geometric back end (lin_edge once per node, W_ij * h_j per edge, scatter-add);
+* ``upstream``: the upstream form, lin_edge evaluated inside ``message`` for every edge and frame
+  (``--upstream-max-n`` bounds it: its activations take E * batch * hidden floats per layer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import Tensor
+from torch_geometric.nn import MessagePassing
+
+from ntune.model import SignalGNN
+from ntune.train import loss_terms
+
+
+class PerEdgeMLP(MessagePassing):
+    r"""Upstream message passing: :math:`m_i = \sum_{j} W_{ij}\,\mathrm{lin\_edge}(u_j)`, MLP per edge."""
+
+    def __init__(self, lin_edge: torch.nn.Module) -> None:
+        super().__init__(aggr="add", node_dim=0)
+        self.lin_edge = lin_edge
+
+    def forward(self, u: Tensor, edge_index: Tensor, W_edge: Tensor) -> Tensor:
+        return self.propagate(edge_index, u=u, W_edge=W_edge)
+
+    def message(self, u_j: Tensor, W_edge: Tensor) -> Tensor:
+        return W_edge.unsqueeze(-1) * self.lin_edge(u_j.unsqueeze(-1)).squeeze(-1)  # (E, batch)
+
+
+class UpstreamGNN(SignalGNN):
+    """SignalGNN whose synaptic sum runs lin_edge on every edge (the upstream Signal_Propagation form)."""
+
+    def __init__(self, n_neurons: int) -> None:
+        super().__init__(n_neurons, backend="edge")
+        self.per_edge = PerEdgeMLP(self.lin_edge)
+
+    def forward(self, u: Tensor, h: Tensor | None = None) -> Tensor:
+        src, dst = self.edge_index
+        msg = self.per_edge(u.T, self.edge_index, self.W[dst, src]).T  # (batch, N)
+        return self.phi_term(u) + msg  # (batch, N)
+
+
+def step_time(model: SignalGNN, batch: int, device: torch.device, min_time: float, max_steps: int) -> float:
+    """Median seconds per training step after two warm-up steps."""
+    n = model.n_neurons
+    u_all = 3.0 * torch.randn(64, n, device=device)  # (frames, N)
+    y_all = torch.randn(64, n, device=device)  # (frames, N)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    coeffs = (1e-5, 1.0, 100.0)
+
+    def step() -> None:
+        idx = torch.randint(64, (batch,), device=device)
+        terms = loss_terms(model, u_all[idx], y_all[idx], coeffs, 5.0)  # (4,)
+        opt.zero_grad(set_to_none=True)
+        terms.sum().backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_steps and (time.perf_counter() - start < min_time or len(times) < 3):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--min-time", type=float, default=3.0, help="seconds of timed steps per cell")
+    parser.add_argument("--upstream-max-n", type=int, default=1000)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"device={device} threads={torch.get_num_threads()} batch={args.batch} torch={torch.__version__}")
+    print(
+        f"{'N':>6} {'dense ms':>10} {'edge ms':>10} {'upstream ms':>12} {'edge/dense':>11} {'upstream/dense':>15}"
+    )
+    for n in args.sizes:
+        torch.manual_seed(0)
+        ms = {
+            "dense": 1e3 * step_time(SignalGNN(n).to(device), args.batch, device, args.min_time, 1000),
+            "edge": 1e3
+            * step_time(SignalGNN(n, backend="edge").to(device), args.batch, device, args.min_time, 200),
+        }
+        if n <= args.upstream_max_n:
+            ms["upstream"] = 1e3 * step_time(UpstreamGNN(n).to(device), args.batch, device, args.min_time, 20)
+        up = ms.get("upstream", float("nan"))
+        print(
+            f"{n:>6} {ms['dense']:>10.3f} {ms['edge']:>10.3f} {up:>12.3f} "
+            f"{ms['edge'] / ms['dense']:>10.1f}x {up / ms['dense']:>14.1f}x",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

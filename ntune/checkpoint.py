@@ -1,0 +1,65 @@
+"""Self-describing checkpoints of a training run (one ``torch.save`` dict).
+
+Keys: ``model`` (state dict), ``model_args`` (n_neurons and the graph_model section, enough to rebuild
+the SignalGNN), ``optimizer`` (state dict), ``config`` (the full config as a plain dict), ``epoch``,
+``metrics`` (final), ``history``, ``status``, ``ntune_version``, ``format`` (an int, bumped on change).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+import ntune
+from ntune.config import config_from_dict, config_to_dict
+from ntune.model import SignalGNN
+
+if TYPE_CHECKING:
+    from ntune.train import TrainResult
+
+FORMAT = 1
+
+
+def save_checkpoint(result: TrainResult, path: str | Path) -> Path:
+    """Write ``result`` (model, optimizer state, config, epoch, metrics) to ``path``; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = result.model
+    payload = {
+        "format": FORMAT,
+        "ntune_version": ntune.__version__,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_args": {
+            "n_neurons": model.n_neurons,
+            "graph_model": config_to_dict(result.config)["graph_model"] if result.config else None,
+        },
+        "optimizer": result.optimizer_state,
+        "config": config_to_dict(result.config) if result.config else None,
+        "epoch": result.epoch,
+        "metrics": result.metrics,
+        "history": result.history,
+        "status": result.status,
+    }
+    torch.save(payload, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> dict[str, Any]:
+    """The saved dict with ``model`` rebuilt as a SignalGNN on ``device`` and ``config`` as an NtuneConfig."""
+    payload = torch.load(Path(path), map_location=device, weights_only=False)
+    config = config_from_dict(payload["config"]) if payload.get("config") else None
+    state = payload["model"]
+    mask = state["mask"].bool()  # (N, N)
+    i, j = torch.nonzero(mask, as_tuple=True)
+    edge_index = torch.stack([j, i])  # (2, E) rows [source j, target i]
+    args = payload["model_args"]
+    if config is not None:
+        model = SignalGNN.from_config(config.graph_model, args["n_neurons"], edge_index=edge_index)
+    else:
+        model = SignalGNN(args["n_neurons"], edge_index=edge_index)
+    model.load_state_dict(state)
+    payload["model"] = model.to(device)
+    payload["config"] = config
+    return payload

@@ -1,0 +1,159 @@
+"""SignalGNN: the learned PDE_N2 model, with a dense and a torch_geometric edge back end.
+
+    pred_i = lin_phi([u_i, a_i]) + sum_{j != i} W_ij * lin_edge(u_j)
+
+One convention everywhere: the edge (j -> i) carries W[i, j] (row i of W is the postsynaptic neuron).
+The message depends on the source only, so the sum is exactly ``lin_edge(u) @ (W * mask).T``: one GEMM
+over a batch of frames (the dense back end, the default). The edge back end computes the same sum by
+message passing over an ``edge_index`` (complete graph, or a given sparse edge set).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import MessagePassing
+
+from ntune.config import GraphModelConfig
+
+
+class MLP(nn.Module):
+    """``n_layers`` linear layers ``in -> hidden -> ... -> hidden -> out`` with ReLU between them."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 64, n_layers: int = 3) -> None:
+        super().__init__()
+        dims = [in_dim] + [hidden_dim] * (n_layers - 1) + [out_dim]
+        layers: list[nn.Module] = []
+        for k in range(n_layers):
+            layers.append(nn.Linear(dims[k], dims[k + 1]))
+            if k < n_layers - 1:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class WeightedSum(MessagePassing):
+    r"""Sum of source features weighted by W over the edges of a graph.
+
+    .. math::
+        \mathbf{m}_i = \sum_{j \in \mathcal{N}(i)} W_{ij} \, \mathbf{h}_j
+
+    where the edge (j -> i) carries ``W[i, j]`` and ``h_j = lin_edge(u_j)`` is computed once per node
+    (the message depends on the source only). Node features are ``(N, batch)``: one column per frame.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(aggr="add", node_dim=0)
+
+    def forward(self, h: Tensor, edge_index: Tensor, W_edge: Tensor) -> Tensor:
+        """``h`` (N, batch), ``edge_index`` (2, E) rows [source j, target i], ``W_edge`` (E,) -> (N, batch)."""
+        return self.propagate(edge_index, h=h, W_edge=W_edge)
+
+    def message(self, h_j: Tensor, W_edge: Tensor) -> Tensor:
+        return W_edge.unsqueeze(-1) * h_j  # (E, batch)
+
+
+def complete_edge_index(n_neurons: int, device: torch.device | str | None = None) -> Tensor:
+    """All ordered pairs j != i as a (2, N*(N-1)) int64 edge_index, rows [source j, target i]."""
+    idx = torch.arange(n_neurons, device=device)
+    j, i = torch.meshgrid(idx, idx, indexing="xy")  # j varies along columns, i along rows
+    keep = i != j
+    return torch.stack([j[keep], i[keep]])  # (2, N*(N-1))
+
+
+def mask_from_edge_index(edge_index: Tensor, n_neurons: int) -> Tensor:
+    """Boolean (N, N) adjacency with ``mask[i, j] = True`` for each edge (j -> i), diagonal removed."""
+    mask = torch.zeros(n_neurons, n_neurons, dtype=torch.bool, device=edge_index.device)
+    mask[edge_index[1], edge_index[0]] = True
+    mask.fill_diagonal_(False)
+    return mask
+
+
+class SignalGNN(nn.Module):
+    """Embeddings a (N, embedding_dim), connectivity W (N, N), MLPs lin_edge and lin_phi.
+
+    ``backend`` is ``"dense"`` (one GEMM) or ``"edge"`` (torch_geometric message passing). ``edge_index``
+    restricts the synapses the model may use (default: the complete graph without self-loops); the dense
+    back end uses the same set as a mask, so both back ends compute the same function.
+    """
+
+    def __init__(
+        self,
+        n_neurons: int,
+        *,
+        embedding_dim: int = 2,
+        hidden_dim: int = 64,
+        n_layers: int = 3,
+        W_init_std: float = 0.01,
+        backend: str = "dense",
+        edge_index: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        if backend not in ("dense", "edge"):
+            raise ValueError(f"backend {backend!r} is not one of 'dense', 'edge'")
+        self.n_neurons = n_neurons
+        self.backend = backend
+        self.a = nn.Parameter(torch.ones(n_neurons, embedding_dim))  # (N, emb)
+        self.W = nn.Parameter(torch.randn(n_neurons, n_neurons) * W_init_std)  # (N, N)
+        self.lin_edge = MLP(1, 1, hidden_dim, n_layers)
+        self.lin_phi = MLP(1 + embedding_dim, 1, hidden_dim, n_layers)
+        if edge_index is None:
+            mask = ~torch.eye(n_neurons, dtype=torch.bool)
+        else:
+            mask = mask_from_edge_index(edge_index, n_neurons)
+        self.register_buffer("mask", mask.float())  # (N, N)
+        self.register_buffer(
+            "edge_index", self._edges_of(mask) if backend == "edge" else None, persistent=False
+        )
+        self.propagate_W = WeightedSum()
+
+    @classmethod
+    def from_config(
+        cls, config: GraphModelConfig, n_neurons: int, edge_index: Tensor | None = None
+    ) -> SignalGNN:
+        """Build from the ``graph_model`` section of a config."""
+        return cls(
+            n_neurons,
+            embedding_dim=config.embedding_dim,
+            hidden_dim=config.hidden_dim,
+            n_layers=config.n_layers,
+            W_init_std=config.W_init_std,
+            backend=config.backend,
+            edge_index=edge_index,
+        )
+
+    @staticmethod
+    def _edges_of(mask: Tensor) -> Tensor:
+        i, j = torch.nonzero(mask, as_tuple=True)
+        return torch.stack([j, i])  # (2, E) rows [source j, target i]
+
+    def W_masked(self) -> Tensor:
+        """The connectivity the model uses: W with the diagonal and absent synapses zeroed."""
+        return self.W * self.mask  # (N, N)
+
+    def phi_term(self, u: Tensor) -> Tensor:
+        """Self-dynamics lin_phi([u_i, a_i]) for u (batch, N) -> (batch, N)."""
+        a = self.a.unsqueeze(0).expand(u.shape[0], -1, -1)  # (batch, N, emb)
+        return self.lin_phi(torch.cat([u.unsqueeze(-1), a], dim=-1)).squeeze(-1)  # (batch, N)
+
+    def edge_term(self, u: Tensor) -> Tensor:
+        """lin_edge applied elementwise: u (...,) -> (...,)."""
+        return self.lin_edge(u.unsqueeze(-1)).squeeze(-1)
+
+    def forward(self, u: Tensor, h: Tensor | None = None) -> Tensor:
+        """Predicted du/dt for activity u (batch, N) or (N,); ``h`` = lin_edge(u) when already computed."""
+        squeeze = u.dim() == 1
+        if squeeze:
+            u = u.unsqueeze(0)  # (1, N)
+        if h is None:
+            h = self.edge_term(u)  # (batch, N)
+        if self.backend == "dense":
+            msg = h @ self.W_masked().T  # (batch, N)
+        else:
+            src, dst = self.edge_index
+            W_edge = self.W[dst, src]  # (E,)
+            msg = self.propagate_W(h.T, self.edge_index, W_edge).T  # (batch, N)
+        pred = self.phi_term(u) + msg  # (batch, N)
+        return pred.squeeze(0) if squeeze else pred

@@ -1,0 +1,127 @@
+"""Figures (matplotlib, Agg-safe): every function draws on a given ``ax`` and returns nothing.
+
+The caller owns the figure (``fig, ax = plt.subplots(); plot_x(ax, ...); fig.savefig(...)``), so
+the same functions serve the CLI, the study journal and the notebooks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+
+def plot_activity(ax: Axes, u: np.ndarray, dt: float, n_traces: int = 100) -> None:
+    """Up to ``n_traces`` evenly chosen neuron traces of u (T, N), vertically offset, time in units of dt."""
+    n_frames, n = u.shape
+    idx = np.unique(np.linspace(0, n - 1, min(n, n_traces)).astype(np.int64))
+    step = max(1, n_frames // 5000)
+    t = np.arange(0, n_frames, step) * dt  # (frames shown,)
+    traces = np.asarray(u[::step][:, idx], dtype=np.float64)  # (frames shown, traces)
+    spread = np.nanstd(traces) if np.isfinite(traces).any() else 1.0
+    offset = 3.0 * (spread if spread > 0 else 1.0)
+    ax.plot(t, traces + offset * np.arange(len(idx)), lw=0.4, color="k")
+    ax.set_xlabel("time")
+    ax.set_ylabel(f"{len(idx)} neurons (offset)")
+    ax.set_yticks([])
+    ax.set_xlim(t[0], t[-1] if len(t) > 1 else t[0] + dt)
+
+
+def plot_connectivity(ax: Axes, W: np.ndarray) -> None:
+    """Heat map of W (N, N), rows = postsynaptic; colour range +-99th percentile of the non-zero |W|."""
+    nonzero = np.abs(W[W != 0])
+    vmax = float(np.percentile(nonzero, 99)) if nonzero.size else 1.0
+    image = ax.imshow(W, cmap="bwr", vmin=-vmax, vmax=vmax, interpolation="nearest")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xlabel("presynaptic j")
+    ax.set_ylabel("postsynaptic i")
+    ax.set_title(f"W ({int((W != 0).sum())} non-zero)")
+
+
+def _type_colors(n_types: int) -> list[Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return [cmap(k % 10) for k in range(n_types)]
+
+
+def plot_W_scatter(ax: Axes, W_learned: np.ndarray, W_true: np.ndarray, metrics: dict[str, Any]) -> None:
+    """Off-diagonal learned (scale-corrected) vs true W, R^2, slope and the diagnosis in the title."""
+    off = ~np.eye(W_true.shape[0], dtype=bool)
+    x, y = W_true[off], W_learned[off]
+    if len(x) > 200_000:
+        pick = np.random.default_rng(0).choice(len(x), 200_000, replace=False)
+        x, y = x[pick], y[pick]
+    ax.scatter(x, y, s=1, alpha=0.3, color="k", rasterized=True)
+    lim = float(np.nanmax(np.abs(x))) if x.size else 1.0
+    ax.plot([-lim, lim], [-lim, lim], color="r", lw=0.8, ls="--")
+    ax.set_xlabel("true W")
+    ax.set_ylabel("learned W (scale-corrected)")
+    flags = [name for name in ("zero_band", "cross") if _flag(metrics, name)]
+    ax.set_title(
+        f"R$^2$={metrics.get('connectivity_R2', float('nan')):.3f}  "
+        f"slope={metrics.get('connectivity_slope', float('nan')):.2f}  "
+        f"zero band={metrics.get('zero_band', float('nan')):.2f}"
+        + (f"  [{', '.join(flags)}]" if flags else ""),
+        fontsize=9,
+    )
+
+
+def _flag(metrics: dict[str, Any], name: str) -> bool:
+    value = metrics.get(name, float("nan"))
+    return bool(np.isfinite(value) and value > (0.5 if name == "cross" else 0.2))
+
+
+def plot_embedding(ax: Axes, a: np.ndarray, types: np.ndarray, accuracy: float = float("nan")) -> None:
+    """Embeddings a (N, >=2) in their first two dimensions, coloured by true neuron type."""
+    colors = _type_colors(int(types.max()) + 1)
+    for t in np.unique(types):
+        sel = types == t
+        second = a[sel, 1] if a.shape[1] > 1 else np.zeros(int(sel.sum()))
+        ax.scatter(a[sel, 0], second, s=8, color=colors[int(t)], label=f"type {t}")
+    ax.set_xlabel("$a_0$")
+    ax.set_ylabel("$a_1$")
+    ax.legend(fontsize=7, markerscale=1.5)
+    ax.set_title(f"embedding, cluster accuracy={accuracy:.3f}", fontsize=9)
+
+
+def plot_lin_phi(ax: Axes, u: np.ndarray, lin_phi: np.ndarray, types: np.ndarray, params: np.ndarray) -> None:
+    """Learned lin_phi(u, a_i) (P, N) per neuron, coloured by type, against the true -c u + s tanh(u)."""
+    colors = _type_colors(len(params))
+    for i in range(lin_phi.shape[1]):
+        ax.plot(u, lin_phi[:, i], color=colors[int(types[i])], lw=0.5, alpha=0.4)
+    for t, (_, s, c) in enumerate(np.asarray(params, dtype=np.float64)):
+        ax.plot(u, -c * u + s * np.tanh(u), color=colors[t], lw=2, ls="--", label=f"true type {t}")
+    ax.set_xlabel("u")
+    ax.set_ylabel("lin_phi(u, a)")
+    ax.legend(fontsize=7)
+    ax.set_title("self dynamics: learned (thin) vs true (dashed)", fontsize=9)
+
+
+def plot_lin_edge(ax: Axes, u: np.ndarray, lin_edge: np.ndarray, phi: str = "tanh") -> None:
+    """Learned lin_edge(u) against phi(u) rescaled by the least-squares gain (the identifiable shape)."""
+    target = np.tanh(u) if phi == "tanh" else u
+    k, b = np.polyfit(target, lin_edge, 1) if np.isfinite(lin_edge).all() else (float("nan"), 0.0)
+    ax.plot(u, lin_edge, color="k", lw=2, label="learned lin_edge")
+    ax.plot(u, k * target + b, color="r", ls="--", label=f"{k:.3g} {phi}(u) + {b:.2g}")
+    ax.set_xlabel("u")
+    ax.set_ylabel("lin_edge(u)")
+    ax.legend(fontsize=7)
+    ax.set_title("message function vs phi", fontsize=9)
+
+
+def plot_loss(ax: Axes, losses: np.ndarray, names: tuple[str, ...]) -> None:
+    """Per-iteration loss terms (iterations, n_terms), smoothed, log scale."""
+    n = len(losses)
+    window = max(1, n // 200)
+    for k, name in enumerate(names):
+        values = losses[: n // window * window, k].reshape(-1, window).mean(axis=1)
+        if np.any(values > 0):
+            ax.plot(np.arange(len(values)) * window, values, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=7)

@@ -1,0 +1,303 @@
+"""PDE_N2 simulator: du_i/dt = -c_i u_i + s_i tanh(u_i) + g_i sum_j W_ij phi(u_j), explicit Euler.
+
+Randomness: one ``numpy.random.Generator(PCG64(simulation.seed))`` draws, in this order, the W
+entries and the mask uniforms (:mod:`ntune.connectivity`), u0 ~ 5 N(0, 1) (N values), then the
+process noise in chunks of ``NOISE_CHUNK`` steps (only when ``noise_model_level > 0``). All draws
+happen on the CPU, so one seed gives the same network and, up to float rounding, the same data on
+CPU and CUDA.
+
+Time: ``-start_frame`` burn-in steps from u0 are discarded; stored frame 0 is the state after them.
+Each step computes y = rhs(u) (stored with u when the frame is stored) and then
+``u <- u + dt * y + noise_model_level * N(0, 1)``.
+
+torch is imported inside the functions that need it, so a cached ``ntune simulate`` starts fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ntune import cache
+from ntune.config import SimulationConfig
+from ntune.connectivity import make_connectivity, spectral_radius
+
+if TYPE_CHECKING:
+    import torch
+    from rich.console import Console
+
+    from ntune.config import NtuneConfig
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+NOISE_CHUNK = 1024
+PROGRESS_EVERY = 1000
+RANK_FRAMES = 2000
+
+
+@dataclass
+class SimData:
+    """One simulated data set (see the module docstring for how it is made)."""
+
+    u: np.ndarray  # (T, N) float32 activity at stored frames
+    y: np.ndarray  # (T, N) float32 exact du/dt at each stored frame (the target)
+    W: np.ndarray  # (N, N) float32 true connectivity, masked, zero diagonal; row i = postsynaptic
+    mask: np.ndarray  # (N, N) bool, True where an off-diagonal synapse exists
+    types: np.ndarray  # (N,) int64 neuron type, contiguous blocks
+    params: np.ndarray  # (n_types, 3) float32 rows [g, s, c]
+    config: SimulationConfig
+    summary: dict[str, float]  # spectral_radius, activity_std, effective_rank, n_synapses, ...
+    path: Path | None = None  # cache entry, None if not cached
+
+
+def neuron_types(n_neurons: int, n_types: int) -> np.ndarray:
+    """(N,) int64: contiguous blocks, neuron i has type ``i * n_types // N``."""
+    return (np.arange(n_neurons) * n_types // n_neurons).astype(np.int64)
+
+
+def neuron_params(params: Any, types: Any) -> tuple[Any, Any, Any]:
+    """Per-neuron g, s, c, each (N,), from per-type rows ``params`` (n_types, 3) and ``types`` (N,).
+
+    Works for numpy arrays and torch tensors alike (returns the same kind).
+    """
+    p = params[types]  # (N, 3)
+    return p[:, 0], p[:, 1], p[:, 2]
+
+
+def pde_n2_rhs(
+    u: torch.Tensor, W: torch.Tensor, g: torch.Tensor, s: torch.Tensor, c: torch.Tensor, phi: str = "tanh"
+) -> torch.Tensor:
+    """du/dt = -c*u + s*tanh(u) + g * (phi(u) @ W.T); u (..., N), W (N, N), g/s/c (N,) -> (..., N)."""
+    import torch
+
+    tanh_u = torch.tanh(u)  # (..., N)
+    phi_u = tanh_u if phi == "tanh" else u  # (..., N)
+    return -c * u + s * tanh_u + g * (phi_u @ W.T)  # (..., N)
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when available, else 'cpu'; other names unchanged."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def simulate(config: SimulationConfig, *, progress: Progress | None = None) -> SimData:
+    """Simulate the network of ``config`` (no cache); ``progress(done, total)`` is called every 1000 steps."""
+    import torch
+
+    rng = np.random.Generator(np.random.PCG64(config.seed))
+    W, mask = make_connectivity(config, rng)  # (N, N), (N, N)
+    n, n_burn, n_frames = config.n_neurons, -config.start_frame, config.n_frames
+    types = neuron_types(n, config.n_neuron_types)  # (N,)
+    params = np.asarray(config.params, dtype=np.float32)  # (n_types, 3)
+    u0 = (5.0 * rng.standard_normal(n)).astype(np.float32)  # (N,)
+
+    device = torch.device(resolve_device(config.device))
+    u_all = np.empty((n_frames, n), dtype=np.float32)  # (T, N)
+    y_all = np.empty((n_frames, n), dtype=np.float32)  # (T, N)
+    on_cpu = device.type == "cpu"
+    u_out = torch.from_numpy(u_all) if on_cpu else torch.empty((n_frames, n), device=device)  # (T, N)
+    y_out = torch.from_numpy(y_all) if on_cpu else torch.empty((n_frames, n), device=device)  # (T, N)
+    g, s, c = (torch.from_numpy(np.ascontiguousarray(v)).to(device) for v in neuron_params(params, types))
+    with torch.inference_mode():
+        _integrate(
+            torch.from_numpy(u0).to(device),
+            torch.from_numpy(W).to(device),
+            g,
+            s,
+            c,
+            config,
+            rng,
+            u_out,
+            y_out,
+            n_burn,
+            progress,
+        )
+        if not on_cpu:
+            u_all[:] = u_out.cpu().numpy()
+            y_all[:] = y_out.cpu().numpy()
+    summary = summarize(u_all, W, mask)
+    return SimData(u_all, y_all, W, mask, types, params, config, summary, None)
+
+
+def _integrate(
+    u0: torch.Tensor,
+    W: torch.Tensor,
+    g: torch.Tensor,
+    s: torch.Tensor,
+    c: torch.Tensor,
+    config: SimulationConfig,
+    rng: np.random.Generator,
+    u_out: torch.Tensor,
+    y_out: torch.Tensor,
+    n_burn: int,
+    progress: Progress | None,
+) -> None:
+    """Euler loop writing stored frames into ``u_out``/``y_out`` (T, N) in place; no allocation per step."""
+    import torch
+
+    n_frames, n = u_out.shape
+    total = n_burn + n_frames
+    dt, level = config.delta_t, config.noise_model_level
+    neg_c = -c  # (N,)
+    u = u0.clone()  # (N,) working state
+    tanh_u, msg, y_burn = torch.empty_like(u), torch.empty_like(u), torch.empty_like(u)  # (N,) each
+    phi_u = tanh_u if config.phi == "tanh" else u  # (N,) alias, refreshed by the tanh below
+    noise = None
+    for step in range(total):
+        t = step - n_burn
+        y = y_out[t] if t >= 0 else y_burn  # (N,)
+        torch.tanh(u, out=tanh_u)
+        torch.mv(W, phi_u, out=msg)  # (N,) sum_j W_ij phi(u_j)
+        torch.mul(g, msg, out=y)
+        y.addcmul_(s, tanh_u).addcmul_(neg_c, u)
+        if t >= 0:
+            u_out[t].copy_(u)
+        if step == total - 1:
+            break
+        u.add_(y, alpha=dt)
+        if level > 0:
+            k = step % NOISE_CHUNK
+            if k == 0:
+                chunk = rng.standard_normal((NOISE_CHUNK, n), dtype=np.float32) * np.float32(level)
+                noise = torch.from_numpy(chunk).to(u.device)  # (NOISE_CHUNK, N)
+            u.add_(noise[k])
+        if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
+            progress(step + 1, total)
+    if progress is not None:
+        progress(total, total)
+
+
+def effective_rank(u: np.ndarray, max_frames: int = RANK_FRAMES) -> float:
+    """Participation ratio (sum s^2)^2 / sum s^4 of the singular values s of the centred activity.
+
+    Uses at most ``max_frames`` evenly spaced frames of u (T, N); 1 for one mode, N for isotropic activity.
+    """
+    idx = np.linspace(0, len(u) - 1, min(len(u), max_frames)).astype(np.int64)
+    x = u[idx].astype(np.float64)  # (frames, N)
+    x -= x.mean(axis=0)
+    s2 = np.linalg.svd(x, compute_uv=False) ** 2  # (min(frames, N),)
+    denom = float(np.sum(s2**2))
+    return float(np.sum(s2) ** 2 / denom) if denom > 0 else 0.0
+
+
+def summarize(u: np.ndarray, W: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Scalar description of a data set (also printed by ``ntune simulate``)."""
+    n = W.shape[0]
+    n_syn = int(mask.sum())
+    finite = bool(np.isfinite(u).all())
+    return {
+        "spectral_radius": spectral_radius(W),
+        "activity_std": float(u.std(dtype=np.float64)) if finite else float("nan"),
+        "activity_max_abs": float(np.abs(u).max()) if finite else float("nan"),
+        "effective_rank": effective_rank(u) if finite else float("nan"),
+        "n_synapses": float(n_syn),
+        "connectivity_filling_factor": n_syn / (n * (n - 1)) if n > 1 else 0.0,
+        "finite": float(finite),
+    }
+
+
+def _arrays(data: SimData) -> dict[str, np.ndarray]:
+    return {
+        "u": data.u,
+        "y": data.y,
+        "W": data.W,
+        "mask": data.mask,
+        "types": data.types,
+        "params": data.params,
+    }
+
+
+def _from_entry(entry: Path, config: SimulationConfig) -> SimData | None:
+    """The cached data of ``entry``; None if absent; a corrupt entry is logged and treated as absent."""
+    try:
+        found = cache.read_entry(entry)
+    except cache.CacheCorruptError as err:
+        log.warning("corrupt cache entry, regenerating: %s", err)
+        return None
+    if found is None:
+        return None
+    a, meta = found
+    summary = {k: float(v) for k, v in meta["summary"].items()}
+    return SimData(a["u"], a["y"], a["W"], a["mask"], a["types"], a["params"], config, summary, entry)
+
+
+def cache_entry(config: SimulationConfig, cache_dir: str | Path | None = None) -> Path:
+    """Where the data of ``config`` are (or will be) cached."""
+    return cache.cache_root(cache_dir) / cache.entry_name(config.model_dump(mode="json"))
+
+
+def load_or_simulate(
+    config: SimulationConfig, *, cache_dir: str | Path | None = None, progress: Progress | None = None
+) -> SimData:
+    """Cached data of ``config``, simulating and caching them first if needed (once per machine, file lock)."""
+    entry = cache_entry(config, cache_dir)
+    data = _from_entry(entry, config)
+    if data is not None:
+        return data
+    with cache.entry_lock(entry):
+        data = _from_entry(entry, config)
+        if data is not None:
+            return data
+        data = simulate(config, progress=progress)
+        meta = {"config": config.model_dump(mode="json", exclude={"device"}), "summary": data.summary}
+        cache.write_entry(entry, _arrays(data), meta)
+        data.path = entry
+        return data
+
+
+def simulate_command(config: NtuneConfig, *, console: Console) -> None:
+    """``ntune simulate``: progress bar, cache path, summary table, activity.png and connectivity.png."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
+    from rich.table import Table
+
+    sim = config.simulation
+    start = time.perf_counter()
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Bar(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("simulating", total=-sim.start_frame + sim.n_frames)
+        data = load_or_simulate(sim, progress=lambda done, total: bar.update(task, completed=done))
+    elapsed = time.perf_counter() - start
+    console.print(f"data: {data.path}  ({elapsed:.1f} s)", highlight=False)
+    table = Table(title=f"PDE_N2, {sim.n_neurons} neurons x {sim.n_frames} frames")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in data.summary.items():
+        table.add_row(key, f"{value:.6g}")
+    console.print(table)
+    assert data.path is not None
+    _write_plots(data, data.path)
+    console.print(f"plots: {data.path / 'activity.png'}, {data.path / 'connectivity.png'}", highlight=False)
+
+
+def _write_plots(data: SimData, folder: Path) -> None:
+    """activity.png (100 traces) and connectivity.png in ``folder``, unless both exist already."""
+    targets = (folder / "activity.png", folder / "connectivity.png")
+    if all(p.exists() for p in targets):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ntune.plots import plot_activity, plot_connectivity
+
+    fig, ax = plt.subplots(figsize=(10, 6))
+    plot_activity(ax, data.u, data.config.delta_t)
+    fig.savefig(targets[0], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    plot_connectivity(ax, data.W)
+    fig.savefig(targets[1], dpi=100, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,419 @@
+"""Train a SignalGNN on simulated PDE_N2 data: ``fit(config, data) -> TrainResult``.
+
+Upstream semantics (NeuralGraph ``data_train_signal``): param groups W / a / MLPs, iterations per epoch
+``int(n_frames * data_augmentation_loop // batch_size * 0.2)``, ``batch_size`` random training frames per
+iteration, loss = ||pred - y||_2 + L1 on W + lin_phi-zero + lin_edge monotonicity. The last
+``test_fraction`` of the frames is never trained on; the rollout test starts there. Frames are sampled by
+indexing tensors already on the device and losses are accumulated on the device, so the loop never
+synchronises except at the ~``n_log_points`` evaluations and the divergence checks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ntune import metrics as M
+from ntune.checkpoint import load_checkpoint, save_checkpoint
+from ntune.config import NtuneConfig, TrainingConfig, dump_config
+from ntune.model import SignalGNN
+from ntune.simulate import SimData, neuron_params, pde_n2_rhs, resolve_device
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from torch.utils.tensorboard import SummaryWriter
+
+__all__ = ["METRIC_KEYS", "TrainResult", "fit", "load_checkpoint", "save_checkpoint", "train_command"]
+
+METRIC_KEYS = (
+    "connectivity_R2", "connectivity_slope", "zero_band", "cross", "cluster_accuracy", "test_R2",
+    "test_pearson", "loss", "final_loss", "training_time_min", "spectral_radius",
+    "connectivity_filling_factor", "iteration", "n_iterations", "epoch", "progress", "status",
+    "classification", "final",
+)  # fmt: skip
+LOSS_TERMS = ("prediction", "W_L1", "lin_phi_zero", "edge_diff")
+CHECK_EVERY = 100  # iterations between divergence checks (one device sync each)
+N_IMAGES = 20  # scatter + embedding images per run in TensorBoard
+ROLLOUT_EVERY = 10  # rollout snapshot spacing for test_R2
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainResult:
+    """What ``fit`` returns: status ("ok" | "diverged"), final metrics, the model and the evaluation history."""
+
+    status: str
+    metrics: dict[str, Any]
+    model: SignalGNN
+    history: list[dict[str, Any]]
+    config: NtuneConfig | None = None
+    optimizer_state: dict[str, Any] | None = None
+    epoch: int = 0
+    losses: np.ndarray = field(default_factory=lambda: np.zeros((0, len(LOSS_TERMS)), np.float32))
+
+
+def make_optimizer(model: SignalGNN, tc: TrainingConfig) -> torch.optim.Optimizer:
+    """Param groups W / a / MLPs at learning_rate_W_start / learning_rate_embedding_start / learning_rate_start."""
+    mlps = list(model.lin_edge.parameters()) + list(model.lin_phi.parameters())
+    groups = [
+        {"params": [model.W], "lr": tc.learning_rate_W_start, "name": "W"},
+        {"params": [model.a], "lr": tc.learning_rate_embedding_start, "name": "a"},
+        {"params": mlps, "lr": tc.learning_rate_start, "name": "mlp"},
+    ]
+    if tc.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups)
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    return kinds[tc.optimizer](groups, fused=True)  # one kernel per step (CPU and CUDA)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, tc: TrainingConfig, n_iterations: int) -> Any:
+    """None, cosine annealing over all iterations (stepped per iteration) or reduce-on-plateau (per log point)."""
+    if tc.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, n_iterations))
+    if tc.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+    return None
+
+
+def loss_terms(
+    model: SignalGNN, u: Tensor, y: Tensor, coeffs: tuple[float, float, float], xnorm: float
+) -> Tensor:
+    """The four weighted loss terms (4,) for frames u, y (batch, N); coeffs = (W_L1, lin_phi_zero, edge_diff)."""
+    coeff_L1, coeff_phi_zero, coeff_edge_diff = coeffs
+    zero = u.new_zeros(())
+    phi_zero, edge_diff = zero, zero
+    if coeff_edge_diff > 0 and xnorm > 0:
+        h_both = model.edge_term(torch.cat([u, u + xnorm / 150]))  # (2 batch, N)
+        h, h_next = h_both.chunk(2)  # (batch, N) each
+        edge_diff = coeff_edge_diff * torch.relu(h - h_next).norm(2)
+    else:
+        h = model.edge_term(u)  # (batch, N)
+    pred = model(u, h)  # (batch, N)
+    prediction = (pred - y).norm(2)
+    W_L1 = coeff_L1 * model.W_masked().norm(1)
+    if coeff_phi_zero > 0:
+        at_zero = torch.cat([torch.zeros_like(model.a[:, :1]), model.a], dim=1)  # (N, 1 + emb)
+        phi_zero = coeff_phi_zero * model.lin_phi(at_zero).norm(2)
+    return torch.stack([prediction, W_L1, phi_zero, edge_diff])  # (4,)
+
+
+def _g_and_range(data: SimData) -> tuple[np.ndarray, float, float]:
+    g = np.asarray(neuron_params(data.params, data.types)[0], dtype=np.float64)  # (N,)
+    lo, hi = np.percentile(data.u[:: max(1, len(data.u) // 2000)], [1, 99])
+    return g, float(lo), float(hi)
+
+
+@torch.no_grad()
+def curves(model: SignalGNN, data: SimData, n_points: int = 200) -> dict[str, np.ndarray]:
+    """lin_edge and lin_phi (per neuron) sampled over the 1-99 % range of the activity."""
+    _, lo, hi = _g_and_range(data)
+    dev = model.W.device
+    u = torch.linspace(lo, hi, n_points, device=dev)  # (P,)
+    edge = model.edge_term(u)  # (P,)
+    phi = model.phi_term(u.unsqueeze(1).expand(-1, model.n_neurons).contiguous())  # (P, N)
+    return {"u": u.cpu().numpy(), "lin_edge": edge.cpu().numpy(), "lin_phi": phi.cpu().numpy()}
+
+
+def w_metrics(model: SignalGNN, data: SimData, method: str) -> dict[str, Any]:
+    """connectivity_R2, scale-corrected slope, W diagnosis and cluster_accuracy of the current model."""
+    from threadpoolctl import threadpool_limits
+
+    W = model.W_masked().detach().cpu().numpy()
+    c = curves(model, data)
+    phi_true = np.tanh(c["u"]) if data.config.phi == "tanh" else c["u"]
+    gain = M.edge_gain(c["lin_edge"], phi_true)
+    g, _, _ = _g_and_range(data)
+    diag = M.w_diagnosis(W, data.W)
+    with threadpool_limits(limits=torch.get_num_threads()):
+        acc = M.cluster_accuracy(model.a.detach().cpu().numpy(), data.types, method)
+    return {
+        "connectivity_R2": M.connectivity_R2(W, data.W),
+        "connectivity_slope": M.connectivity_slope(W, data.W, gain, g),
+        "zero_band": diag["zero_band"],
+        "cross": diag["cross"],
+        "cluster_accuracy": acc,
+    }
+
+
+@torch.no_grad()
+def rollout(model: SignalGNN, data: SimData, start: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Euler rollouts (n_frames, N) of the learned and the true model from frame ``start`` of the data."""
+    dev = model.W.device
+    dt = data.config.delta_t
+    W = torch.from_numpy(data.W).to(dev)  # (N, N)
+    g, s, c = (torch.as_tensor(v, device=dev) for v in neuron_params(data.params, data.types))
+    u_learned = torch.from_numpy(data.u[start]).to(dev)  # (N,)
+    u_true = u_learned.clone()
+    out = torch.empty(2, n_frames, model.n_neurons, device=dev)  # (2, T, N)
+    for t in range(n_frames):
+        out[0, t], out[1, t] = u_learned, u_true
+        u_learned = u_learned + dt * model(u_learned)
+        u_true = u_true + dt * pde_n2_rhs(u_true, W, g, s, c, data.config.phi)
+    out = out.cpu().numpy()
+    return out[0], out[1]
+
+
+def fit(
+    config: NtuneConfig,
+    data: SimData,
+    *,
+    on_progress: Progress | None = None,
+    log_dir: str | Path | None = None,
+    device: str | None = None,
+) -> TrainResult:
+    """Train a SignalGNN on ``data``; never raises on divergence (status "diverged" instead).
+
+    ``on_progress(metrics)`` is called about ``training.n_log_points`` times and once at the end, each time
+    with every key of ``METRIC_KEYS``. TensorBoard events go to ``log_dir`` when given.
+    """
+    tc, gc = config.training, config.graph_model
+    dev = torch.device(resolve_device(device or tc.device))
+    n_frames, n_neurons = data.u.shape
+    n_train = n_frames - int(round(n_frames * tc.test_fraction))
+    u_train = torch.from_numpy(np.ascontiguousarray(data.u[:n_train])).to(dev)  # (T_train, N)
+    y_train = torch.from_numpy(np.ascontiguousarray(data.y[:n_train])).to(dev)  # (T_train, N)
+    xnorm = float(round(1.5 * float(data.u[:n_train].std(dtype=np.float64))))
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(tc.seed)
+        model = SignalGNN.from_config(gc, n_neurons).to(dev)
+    optimizer = make_optimizer(model, tc)
+    n_iter_epoch = max(1, int(n_frames * tc.data_augmentation_loop // tc.batch_size * 0.2))
+    n_iterations = tc.n_epochs * n_iter_epoch
+    scheduler = make_scheduler(optimizer, tc, n_iterations)
+    ff = config.simulation.connectivity_filling_factor
+    coeff_L1 = tc.coeff_W_L1 / ff if tc.coeff_W_L1_scale_by_filling else tc.coeff_W_L1
+    coeffs = (coeff_L1, tc.coeff_lin_phi_zero, tc.coeff_edge_diff)
+    gen = torch.Generator(device=dev).manual_seed(tc.seed)
+    log_points = set(np.linspace(0, n_iterations, tc.n_log_points + 1)[1:].round().astype(int).tolist())
+    losses = torch.zeros(n_iterations, len(LOSS_TERMS), device=dev)  # (iterations, 4)
+    writer = _writer(log_dir)
+    base = {
+        "spectral_radius": float(data.summary.get("spectral_radius", math.nan)),
+        "connectivity_filling_factor": ff,
+        "n_iterations": n_iterations,
+    }
+    history: list[dict[str, Any]] = []
+    status, done, epoch, last_log = "running", 0, 0, 0
+    start = time.perf_counter()
+
+    for epoch in range(tc.n_epochs):
+        frames = torch.randint(
+            n_train, (n_iter_epoch, tc.batch_size), generator=gen, device=dev
+        )  # (iters, batch)
+        for k in range(n_iter_epoch):
+            it = epoch * n_iter_epoch + k
+            u, y = u_train[frames[k]], y_train[frames[k]]  # (batch, N) each
+            terms = loss_terms(model, u, y, coeffs, xnorm)  # (4,)
+            optimizer.zero_grad(set_to_none=True)
+            terms.sum().backward()
+            if tc.gradient_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.gradient_clip)
+            optimizer.step()
+            if tc.scheduler == "cosine":
+                scheduler.step()
+            losses[it] = terms.detach()
+            done = it + 1
+            is_log = done in log_points
+            if (is_log or done % CHECK_EVERY == 0) and not bool(torch.isfinite(losses[it]).all()):
+                status = "diverged"
+                break
+            if is_log:
+                recent = float(losses[last_log:done, 0].mean())
+                last_log = done
+                if tc.scheduler == "plateau":
+                    scheduler.step(recent)
+                row = {**base, **w_metrics(model, data, tc.cluster_method), "loss": recent}
+                row.update(_progress_keys(done, n_iterations, epoch, start, final=False))
+                history.append(_complete(row))
+                _log_tensorboard(writer, model, data, row, losses[:done], len(history), tc.n_log_points)
+                if on_progress is not None:
+                    on_progress(dict(history[-1]))
+        if status == "diverged":
+            break
+
+    losses_np = losses[:done].cpu().numpy()
+    final = _progress_keys(done, n_iterations, epoch, start, final=True)
+    if status == "diverged":
+        final.update(_diverged_metrics(base))
+    else:
+        status = "ok"
+        n_test = n_frames - n_train
+        n_roll = min(tc.n_rollout_frames, n_test)
+        test_R2, test_pearson = math.nan, math.nan
+        if n_roll >= 2:
+            test_R2, test_pearson = M.rollout_scores(
+                *rollout(model, data, n_train, n_roll), every=ROLLOUT_EVERY
+            )
+        tail = max(1, int(math.ceil(0.05 * done)))
+        final.update(
+            base, **w_metrics(model, data, tc.cluster_method), test_R2=test_R2, test_pearson=test_pearson
+        )
+        final.update(loss=float(losses_np[-tail:, 0].mean()), final_loss=float(losses_np[-tail:, 0].mean()))
+    final["status"] = status
+    final = _complete(final)
+    history.append(final)
+    if writer is not None:
+        _log_tensorboard(writer, model, data, final, losses[:done], N_IMAGES, N_IMAGES)
+        writer.close()
+    if on_progress is not None:
+        on_progress(dict(final))
+    return TrainResult(status, final, model, history, config, optimizer.state_dict(), epoch, losses_np)
+
+
+def _progress_keys(done: int, n_iterations: int, epoch: int, start: float, *, final: bool) -> dict[str, Any]:
+    return {
+        "iteration": done,
+        "epoch": epoch,
+        "progress": done / n_iterations,
+        "training_time_min": (time.perf_counter() - start) / 60.0,
+        "final": final,
+        "status": "running",
+    }
+
+
+def _complete(row: dict[str, Any]) -> dict[str, Any]:
+    """Every key of METRIC_KEYS (NaN where unknown yet), with the classification filled in."""
+    out = {k: row.get(k, math.nan) for k in METRIC_KEYS}
+    out["classification"] = M.classify(out)
+    return out
+
+
+def _diverged_metrics(base: dict[str, Any]) -> dict[str, Any]:
+    zeros = ("connectivity_R2", "cluster_accuracy", "test_R2", "test_pearson", "cross")
+    return {**base, **dict.fromkeys(zeros, 0.0), "loss": math.nan, "final_loss": math.nan}
+
+
+def _writer(log_dir: str | Path | None) -> SummaryWriter | None:
+    if log_dir is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def _log_tensorboard(
+    writer: SummaryWriter | None,
+    model: SignalGNN,
+    data: SimData,
+    row: dict[str, Any],
+    losses: Tensor,
+    k: int,
+    n: int,
+) -> None:
+    """Scalars at every evaluation; W scatter and embedding images about N_IMAGES times per run."""
+    if writer is None:
+        return
+    step = int(row["iteration"])
+    recent = losses[-max(1, len(losses) // 20) :].mean(dim=0).cpu().numpy()  # (4,)
+    for name, value in zip(LOSS_TERMS, recent, strict=True):
+        writer.add_scalar(f"loss/{name}", float(value), step)
+    for key in ("connectivity_R2", "cluster_accuracy", "connectivity_slope", "zero_band"):
+        value = float(row[key])
+        if math.isfinite(value):
+            writer.add_scalar(f"metrics/{key}", value, step)
+    if k % max(1, n // N_IMAGES) == 0 and row["status"] != "diverged":
+        for name, fig in figures(model, data, row, kinds=("W_scatter", "embedding")).items():
+            writer.add_figure(name, fig, step)
+
+
+def figures(
+    model: SignalGNN,
+    data: SimData,
+    row: dict[str, Any],
+    losses: np.ndarray | None = None,
+    kinds: tuple[str, ...] = ("W_scatter", "embedding", "lin_phi", "lin_edge", "loss"),
+) -> dict[str, Any]:
+    """Matplotlib figures (Agg) of the model: W scatter, embedding, lin_phi, lin_edge and the loss curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ntune import plots
+
+    c = curves(model, data)
+    out = {}
+    for kind in kinds:
+        if kind == "loss" and losses is None:
+            continue
+        fig, ax = plt.subplots(figsize=(5.0, 4.0), dpi=80)
+        fig.subplots_adjust(left=0.16, right=0.96, bottom=0.13, top=0.9)  # fixed: tight_layout is slow
+        if kind == "W_scatter":
+            phi_true = np.tanh(c["u"]) if data.config.phi == "tanh" else c["u"]
+            g, _, _ = _g_and_range(data)
+            W_eff = M.scale_corrected(
+                model.W_masked().detach().cpu().numpy(), M.edge_gain(c["lin_edge"], phi_true), g
+            )
+            plots.plot_W_scatter(ax, W_eff, data.W, row)
+        elif kind == "embedding":
+            plots.plot_embedding(
+                ax, model.a.detach().cpu().numpy(), data.types, float(row["cluster_accuracy"])
+            )
+        elif kind == "lin_phi":
+            plots.plot_lin_phi(ax, c["u"], c["lin_phi"], data.types, data.params)
+        elif kind == "lin_edge":
+            plots.plot_lin_edge(ax, c["u"], c["lin_edge"], data.config.phi)
+        else:
+            plots.plot_loss(ax, losses, LOSS_TERMS)
+        out[kind] = fig
+        plt.close(fig)
+    return out
+
+
+def train_command(config: NtuneConfig, *, out: Path | None, console: Console) -> int:
+    """``ntune train``: progress bar with live loss and R^2, final metrics table, outputs in ``out``.
+
+    ``out`` (default ``runs/train-<timestamp>``) receives config.yaml, metrics.json, checkpoint.pt, the PNGs
+    and the TensorBoard events. Returns 0 when training finished, 1 when it diverged.
+    """
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from ntune.simulate import load_or_simulate
+
+    out = Path(out) if out is not None else Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(config, out / "config.yaml")
+    with console.status("loading or simulating data"):
+        data = load_or_simulate(config.simulation)
+    console.print(f"data: {data.path}", highlight=False)
+    columns = (
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        "{task.fields[live]}",
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("training", total=None, live="")
+
+        def show(m: dict[str, Any]) -> None:
+            live = f"loss {m['loss']:.4g}  R2 {m['connectivity_R2']:.3f}  cluster {m['cluster_accuracy']:.3f}"
+            bar.update(task, total=m["n_iterations"], completed=m["iteration"], live=live)
+
+        result = fit(config, data, on_progress=show, log_dir=out)
+    save_checkpoint(result, out / "checkpoint.pt")
+    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+    for name, fig in figures(result.model, data, result.metrics, result.losses).items():
+        fig.savefig(out / f"{name}.png", dpi=120)
+    table = Table(title=f"{result.status}: {result.metrics['classification']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in METRIC_KEYS:
+        value = result.metrics[key]
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"outputs: {out}  (tensorboard --logdir {out})", highlight=False)
+    return 0 if result.status == "ok" else 1

@@ -100,8 +100,12 @@ def run(
         str | None, typer.Option(help="Join this Ray cluster (default: $RAY_ADDRESS, else an embedded Ray).")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Experiment name (default: the study's name).")] = None,
-    storage: Annotated[str | None, typer.Option(help="Storage folder (default: the study's storage_path).")] = None,
-    fresh: Annotated[bool, typer.Option(help="Start over instead of resuming an experiment of this name.")] = False,
+    storage: Annotated[
+        str | None, typer.Option(help="Storage folder (default: the study's storage_path).")
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option(help="Start over instead of resuming an experiment of this name.")
+    ] = False,
 ) -> None:
     """Run (or resume) a study: one UCB tree per block, trials in parallel on Ray Tune."""
     from ntune.study import run_command

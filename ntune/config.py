@@ -29,12 +29,18 @@ class _Section(BaseModel):
 class SimulationConfig(_Section):
     """PDE_N2 network: du_i/dt = -c_i u_i + s_i tanh(u_i) + g_i sum_j W_ij phi(u_j)."""
 
-    signal_model_name: Literal["PDE_N2"] = Field("PDE_N2", description="Simulator; only PDE_N2 is implemented.")
+    signal_model_name: Literal["PDE_N2"] = Field(
+        "PDE_N2", description="Simulator; only PDE_N2 is implemented."
+    )
     n_neurons: int = Field(1000, gt=0, description="Number of neurons N (> 0).")
-    n_neuron_types: int = Field(4, gt=0, description="Number of neuron types; types are contiguous blocks of N/n_types.")
+    n_neuron_types: int = Field(
+        4, gt=0, description="Number of neuron types; types are contiguous blocks of N/n_types."
+    )
     n_frames: int = Field(100_000, gt=1, description="Stored frames T after burn-in (> 1).")
     delta_t: float = Field(0.01, gt=0, description="Euler step dt (> 0).")
-    start_frame: int = Field(-1000, le=0, description="Burn-in: -start_frame Euler steps are run and discarded (<= 0).")
+    start_frame: int = Field(
+        -1000, le=0, description="Burn-in: -start_frame Euler steps are run and discarded (<= 0)."
+    )
     connectivity_type: Literal["Lorentz", "Gaussian"] = Field(
         "Lorentz", description="Distribution of W entries: 'Lorentz' (Cauchy) or 'Gaussian'."
     )
@@ -56,8 +62,12 @@ class SimulationConfig(_Section):
         [[10.0, 1.0, 1.0], [10.0, 2.0, 1.0], [10.0, 1.0, 2.0], [10.0, 2.0, 2.0]],
         description="One row [g, s, c] per neuron type (coupling gain, self-excitation, decay).",
     )
-    phi: Literal["tanh", "linear"] = Field("tanh", description="Synaptic transfer function phi: 'tanh' or 'linear'.")
-    noise_model_level: float = Field(0.0, ge=0, description="Std of process noise added per Euler step (>= 0).")
+    phi: Literal["tanh", "linear"] = Field(
+        "tanh", description="Synaptic transfer function phi: 'tanh' or 'linear'."
+    )
+    noise_model_level: float = Field(
+        0.0, ge=0, description="Std of process noise added per Euler step (>= 0)."
+    )
     seed: int = Field(42, ge=0, description="One seed fixes W, the mask, u0 and the noise (>= 0).")
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda[:k]' for the simulation.")
 
@@ -72,7 +82,9 @@ class SimulationConfig(_Section):
             if len(row) != 3:
                 raise ValueError(f"params row {k} is {row}: each row must be [g, s, c] (3 numbers)")
         if self.n_neurons < self.n_neuron_types:
-            raise ValueError(f"n_neurons ({self.n_neurons}) must be >= n_neuron_types ({self.n_neuron_types})")
+            raise ValueError(
+                f"n_neurons ({self.n_neurons}) must be >= n_neuron_types ({self.n_neuron_types})"
+            )
         return self
 
     @field_validator("device")
@@ -84,12 +96,15 @@ class SimulationConfig(_Section):
 class GraphModelConfig(_Section):
     """SignalGNN: pred_i = lin_phi([u_i, a_i]) + sum_{j != i} W_ij lin_edge(u_j)."""
 
-    signal_model_name: Literal["PDE_N2"] = Field("PDE_N2", description="Model family; only PDE_N2 is implemented.")
+    signal_model_name: Literal["PDE_N2"] = Field(
+        "PDE_N2", description="Model family; only PDE_N2 is implemented."
+    )
     embedding_dim: int = Field(2, gt=0, description="Dimension of the per-neuron embedding a (> 0).")
     hidden_dim: int = Field(64, gt=0, description="Width of the hidden layers of lin_edge and lin_phi (> 0).")
     n_layers: int = Field(3, ge=2, description="Linear layers per MLP (>= 2); 3 gives in -> 64 -> 64 -> 1.")
     backend: Literal["dense", "edge"] = Field(
-        "dense", description="'dense': (W*mask) @ lin_edge(u), one GEMM; 'edge': torch_geometric message passing."
+        "dense",
+        description="'dense': (W*mask) @ lin_edge(u), one GEMM; 'edge': torch_geometric message passing.",
     )
     W_init_std: float = Field(0.01, ge=0, description="W is initialised N(0, W_init_std^2) (>= 0).")
 
@@ -100,26 +115,36 @@ class TrainingConfig(_Section):
     n_epochs: int = Field(1, gt=0, description="Epochs (> 0).")
     batch_size: int = Field(8, gt=0, description="Frames per iteration (> 0).")
     data_augmentation_loop: int = Field(
-        10, gt=0, description="Iterations per epoch = int(n_frames * data_augmentation_loop // batch_size * 0.2)."
+        10,
+        gt=0,
+        description="Iterations per epoch = int(n_frames * data_augmentation_loop // batch_size * 0.2).",
     )
     learning_rate_W_start: float = Field(1e-3, gt=0, description="Learning rate of W (> 0).")
     learning_rate_start: float = Field(5e-4, gt=0, description="Learning rate of lin_edge and lin_phi (> 0).")
-    learning_rate_embedding_start: float = Field(7.5e-4, gt=0, description="Learning rate of embeddings a (> 0).")
+    learning_rate_embedding_start: float = Field(
+        7.5e-4, gt=0, description="Learning rate of embeddings a (> 0)."
+    )
     coeff_W_L1: float = Field(1e-5, ge=0, description="Weight of ||W||_1 (>= 0).")
     coeff_W_L1_scale_by_filling: bool = Field(
         False, description="Divide coeff_W_L1 by connectivity_filling_factor (sparser nets get more L1)."
     )
     coeff_lin_phi_zero: float = Field(1.0, ge=0, description="Weight of ||lin_phi([0, a])||_2 (>= 0).")
-    coeff_edge_diff: float = Field(100.0, ge=0, description="Weight of the lin_edge monotonicity penalty (>= 0).")
+    coeff_edge_diff: float = Field(
+        100.0, ge=0, description="Weight of the lin_edge monotonicity penalty (>= 0)."
+    )
     optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = Field("adam", description="Optimizer.")
     scheduler: Literal["none", "cosine", "plateau"] = Field("none", description="Learning-rate schedule.")
     gradient_clip: float = Field(0.0, ge=0, description="Max gradient norm; 0 disables clipping (>= 0).")
-    test_fraction: float = Field(0.1, ge=0, lt=0.9, description="Held-out tail of the trajectory, in [0, 0.9).")
+    test_fraction: float = Field(
+        0.1, ge=0, lt=0.9, description="Held-out tail of the trajectory, in [0, 0.9)."
+    )
     n_rollout_frames: int = Field(1000, gt=0, description="Frames of the held-out rollout test (> 0).")
     cluster_method: Literal["kmeans", "single_linkage"] = Field(
         "kmeans", description="Embedding clustering for cluster_accuracy."
     )
-    n_log_points: int = Field(20, gt=0, description="In-training evaluations (TensorBoard, tune.report) per run.")
+    n_log_points: int = Field(
+        20, gt=0, description="In-training evaluations (TensorBoard, tune.report) per run."
+    )
     seed: int = Field(0, ge=0, description="Seed of W init, MLP init and frame sampling (>= 0).")
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda[:k]' for training.")
 

@@ -66,7 +66,12 @@ def test_filling_factor_range(ff: float) -> None:
 
 @pytest.mark.parametrize(
     ("section", "field"),
-    [("simulation", "n_neurons"), ("simulation", "n_frames"), ("training", "batch_size"), ("graph_model", "hidden_dim")],
+    [
+        ("simulation", "n_neurons"),
+        ("simulation", "n_frames"),
+        ("training", "batch_size"),
+        ("graph_model", "hidden_dim"),
+    ],
 )
 def test_non_positive_sizes(section: str, field: str) -> None:
     msg = _error({section: {field: 0}})
@@ -79,7 +84,9 @@ def test_bad_choice_lists_valid_choices() -> None:
 
 
 def test_overrides_are_typed_and_applied() -> None:
-    cfg = config_from_dict({}, ["training.coeff_W_L1=1e-6", "simulation.n_neurons=50", "training.optimizer=sgd"])
+    cfg = config_from_dict(
+        {}, ["training.coeff_W_L1=1e-6", "simulation.n_neurons=50", "training.optimizer=sgd"]
+    )
     assert cfg.training.coeff_W_L1 == 1e-6
     assert cfg.simulation.n_neurons == 50
     assert cfg.training.optimizer == "sgd"

@@ -1,0 +1,261 @@
+"""Validated study files: a base config, blocks (e.g. filling factors), the search space, the budget.
+
+A study is checked completely before Ray starts: unknown keys, bad values, and search-space or block
+keys that are not real fields of the base :class:`~ntune.config.NtuneConfig` (each domain bound,
+choice and block value is set into the base config and validated) all raise a
+:class:`~ntune.config.ConfigError` naming the field. This module imports no Ray.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ntune.config import (
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    format_validation_error,
+    get_dotted,
+    parse_overrides,
+    read_yaml,
+    set_dotted,
+)
+
+DOMAIN_TYPES = ("loguniform", "uniform", "int", "choice")
+CONFIG_SECTIONS = ("simulation", "graph_model", "training", "description", "dataset")
+DEFAULT_WEIGHTS = {"connectivity_R2": 0.6, "cluster_accuracy": 0.4}
+DEFAULT_THRESHOLDS = {"connectivity_R2": 0.9, "cluster_accuracy": 0.9}
+OBJECTIVE_METRICS = ("connectivity_R2", "cluster_accuracy", "test_R2", "test_pearson")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Objective(_Model):
+    """score = sum of weight * metric (clipped to [0, 1]); converged when every thresholded metric passes."""
+
+    weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_WEIGHTS), description="metric -> weight."
+    )
+    thresholds: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_THRESHOLDS),
+        description="metric -> value a converged run exceeds.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Objective:
+        if not self.weights:
+            raise ValueError("weights is empty; give at least one metric, e.g. {connectivity_R2: 1.0}")
+        for name, table in (("weights", self.weights), ("thresholds", self.thresholds)):
+            for metric, value in table.items():
+                if metric not in OBJECTIVE_METRICS:
+                    raise ValueError(
+                        f"{name}: unknown metric {metric!r}; valid metrics: {', '.join(OBJECTIVE_METRICS)}"
+                    )
+                if not 0 <= value <= 1:
+                    raise ValueError(f"{name}.{metric} = {value} must be in [0, 1]")
+        if sum(self.weights.values()) <= 0:
+            raise ValueError("weights must sum to a positive number")
+        # classification reads the first threshold as W (partial-W) and the second as the embedding
+        self.thresholds = dict(sorted(self.thresholds.items(), key=lambda kv: kv[0] != "connectivity_R2"))
+        return self
+
+
+class Resources(_Model):
+    """Resources of one trial; fractional GPUs pack several trials on one device."""
+
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial (> 0).")
+    gpu: float = Field(0.0, ge=0, description="GPUs per trial (>= 0; 0.25 packs four trials on a GPU).")
+
+
+class StudyConfig(_Model):
+    """One study: one UCB tree per block value, ``n_iter_block`` trials each."""
+
+    name: str = Field(..., min_length=1, description="Experiment name (folder under storage_path).")
+    description: str = Field("", description="Free text.")
+    base: str | dict[str, Any] = Field(
+        ..., description="Base run config: a YAML path (relative to the study file) or an inline mapping."
+    )
+    set: list[str] = Field(default_factory=list, description="Overrides of the base config, 'a.b=c' strings.")
+    blocks: dict[str, list[Any]] = Field(
+        ..., description="Exactly one dotted key and its values, one search tree per value."
+    )
+    objective: Objective = Field(default_factory=Objective)
+    space: dict[str, dict[str, Any]] = Field(
+        ..., description="Dotted key -> domain (type, low, high | values)."
+    )
+    n_iter_block: int = Field(12, gt=0, description="Trials per block (> 0).")
+    ucb_c: float = Field(1.414, ge=0, description="Exploration constant c of UCB (>= 0).")
+    formula: Literal["ucb", "puct"] = Field(
+        "ucb", description="'ucb' (mean + c sqrt(ln N / n)) or upstream 'puct'."
+    )
+    robustness_repeats: int = Field(
+        3, ge=1, description="Runs (seeds) a converged config needs to be robust (>= 1)."
+    )
+    retry_failed: int = Field(1, ge=0, description="Retries of a config whose only run failed (>= 0).")
+    resources: Resources = Field(default_factory=Resources)
+    max_concurrent_trials: int = Field(2, ge=1, description="Trials running at once (>= 1).")
+    max_failures: int = Field(
+        0, ge=0, description="Ray retries of a crashed trial before it is recorded failed."
+    )
+    storage_path: str = Field(
+        "./ntune_results", min_length=1, description="Folder holding the experiment folder."
+    )
+    seed: int = Field(0, ge=0, description="Searcher seed (mutations, run seeds).")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch threads per trial (default: resources.cpu)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not all(c.isalnum() or c in "-_." for c in v) or v.startswith("."):
+            raise ValueError(f"name {v!r} may use letters, digits, '-', '_' and '.' only (it names a folder)")
+        return v
+
+    @field_validator("blocks")
+    @classmethod
+    def _check_blocks(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if len(v) != 1:
+            raise ValueError(f"blocks must have exactly one key (got {len(v)}: {', '.join(v) or 'none'})")
+        key, values = next(iter(v.items()))
+        if not values:
+            raise ValueError(f"blocks.{key} has no values")
+        if len({repr(x) for x in values}) != len(values):
+            raise ValueError(f"blocks.{key} has duplicate values: {values}")
+        return v
+
+    @field_validator("space")
+    @classmethod
+    def _check_space(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if not v:
+            raise ValueError("space is empty; give at least one parameter domain")
+        for key, dom in v.items():
+            kind = dom.get("type")
+            if kind not in DOMAIN_TYPES:
+                raise ValueError(f"space.{key}.type is {kind!r}; valid types: {', '.join(DOMAIN_TYPES)}")
+            need = ("values",) if kind == "choice" else ("low", "high")
+            missing = [k for k in need if k not in dom]
+            if missing:
+                raise ValueError(
+                    f"space.{key}: a {kind} domain needs {', '.join(need)} (missing {', '.join(missing)})"
+                )
+        return v
+
+    @property
+    def block_key(self) -> str:
+        """The dotted config key that differs between blocks."""
+        return next(iter(self.blocks))
+
+    @property
+    def block_values(self) -> list[Any]:
+        """The block values, in the study's order."""
+        return list(self.blocks[self.block_key])
+
+    @property
+    def n_trials(self) -> int:
+        """The study's whole budget."""
+        return len(self.block_values) * self.n_iter_block
+
+    @property
+    def threads(self) -> int:
+        """torch threads per trial."""
+        return self.torch_threads or max(1, int(self.resources.cpu))
+
+
+def _domain_samples(dom: dict[str, Any]) -> list[Any]:
+    """Values a domain can take that every field must accept (bounds, choices, 0 when allowed)."""
+    if dom["type"] == "choice":
+        return list(dom["values"])
+    samples = [dom["low"], dom["high"]]
+    if dom["type"] == "int":
+        samples = [int(x) for x in samples]
+    if dom.get("allow_zero"):
+        samples.append(0.0)
+    return samples
+
+
+def _check_key(base: dict[str, Any], where: str, key: str, values: list[Any]) -> None:
+    """Set each value at ``key`` in the base config and validate; names ``where`` on failure."""
+    if key.split(".")[0] not in CONFIG_SECTIONS:
+        raise ConfigError(
+            f"{where}: {key!r} is not a config field; it must start with {', '.join(CONFIG_SECTIONS[:3])}"
+        )
+    if get_dotted(base, key, default=_MISSING) is _MISSING:
+        raise ConfigError(f"{where}: {key!r} is not a field of the base config")
+    for value in values:
+        trial = copy.deepcopy(base)
+        set_dotted(trial, key, value)
+        try:
+            config_from_dict(trial)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: value {value!r} is not valid for {key}: {err}") from None
+
+
+_MISSING = object()
+
+
+def resolve_base(study: StudyConfig, study_dir: Path) -> dict[str, Any]:
+    """The complete base config (defaults filled, ``set`` overrides applied) as a plain dict."""
+    if isinstance(study.base, dict):
+        data: Any = study.base
+        where = "base"
+    else:
+        path = Path(study.base)
+        path = path if path.is_absolute() else study_dir / path
+        where = f"base ({path})"
+        try:
+            data = read_yaml(path)
+        except ConfigError as err:
+            raise ConfigError(f"base: {err}") from None
+    try:
+        return config_to_dict(config_from_dict(data, study.set))
+    except ConfigError as err:
+        raise ConfigError(f"{where}:\n{err}") from None
+
+
+def study_from_dict(
+    data: Any, study_dir: Path, overrides: list[str] | None = None
+) -> tuple[StudyConfig, dict]:
+    """Validate a study mapping; returns the study and its resolved base config dict.
+
+    ``overrides`` (``a.b=c``) whose first part is a study field (``n_iter_block=4``,
+    ``resources.cpu=2``) change the study; those starting with a config section
+    (``training.n_epochs=1``) are appended to its ``set`` list.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"a study must be a mapping of fields, got {type(data).__name__}")
+    data = copy.deepcopy(data)
+    for item in overrides or []:
+        key = item.split("=", 1)[0].strip()
+        if key.split(".")[0] in CONFIG_SECTIONS:
+            parse_overrides([item])
+            data["set"] = list(data.get("set") or []) + [item]
+        else:
+            for okey, value in parse_overrides([item]):
+                set_dotted(data, okey, value)
+    try:
+        study = StudyConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, StudyConfig, data)) from None
+    base = resolve_base(study, study_dir)
+    for key, dom in study.space.items():
+        _check_key(base, f"space.{key}", key, _domain_samples(dom))
+    _check_key(base, f"blocks.{study.block_key}", study.block_key, study.block_values)
+    if study.block_key in study.space:
+        raise ConfigError(f"space.{study.block_key}: the block key cannot also be searched")
+    return study, base
+
+
+def load_study(path: str | Path, overrides: list[str] | None = None) -> tuple[StudyConfig, dict]:
+    """Load and validate a study YAML; errors name the file and the field."""
+    path = Path(path)
+    try:
+        return study_from_dict(read_yaml(path), path.resolve().parent, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{path}:\n{err}") from None

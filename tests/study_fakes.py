@@ -1,0 +1,92 @@
+"""Fake experiments for journal/export tests: trial records without Ray or training."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ntune.config import set_dotted
+from ntune.journal import Journal
+from ntune.records import SEARCH_KEY, make_record, study_info
+from ntune.study_config import study_from_dict
+
+BASE = {
+    "simulation": {"n_neurons": 16, "n_neuron_types": 2, "params": [[10, 1, 1], [10, 2, 2]], "n_frames": 500}
+}
+STUDY = {
+    "name": "fake",
+    "base": BASE,
+    "blocks": {"simulation.connectivity_filling_factor": [1.0, 0.5]},
+    "space": {
+        "training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+        "training.coeff_W_L1": {"type": "loguniform", "low": 1e-7, "high": 1e-3, "allow_zero": True},
+    },
+    "n_iter_block": 3,
+    "robustness_repeats": 2,
+}
+
+# (block value, node, parent, strategy, mutation, lr_W, R2, cluster, status)
+TRIALS = [
+    (1.0, 0, None, "root", "", 1e-3, 0.95, 0.95, "ok"),
+    (0.5, 0, None, "root", "", 1e-3, 0.40, 0.50, "ok"),
+    (1.0, 0, None, "robustness-test", "", 1e-3, 0.93, 0.92, "ok"),
+    (0.5, 1, 0, "exploit", "lr_W: 1e-3 -> 4e-3", 4e-3, 0.92, 0.60, "ok"),
+    (1.0, 1, 0, "exploit", "lr_W: 1e-3 -> 1e-2", 1e-2, math.nan, math.nan, "diverged"),
+    (0.5, 2, 1, "exploit", "L1: 1e-5 -> 1e-6", 4e-3, math.nan, math.nan, "error"),
+]
+
+
+class FakeSearcher:
+    """Has the one method the journal calls."""
+
+    def tree_text(self, label: str) -> str:
+        return f"Node 0: UCB=1.000, parent=None, visits=1, R2=0.950, cluster=0.950, mutation=\n# {label}\n"
+
+
+def trial(k: int, spec: tuple, info: dict[str, Any]) -> tuple[str, dict, dict | None, str]:
+    """trial id, config (with search record), last result, error text of one fake trial."""
+    value, node, parent, strategy, mutation, lr_W, r2, cluster, status = spec
+    config = copy.deepcopy(info["base"])
+    set_dotted(config, "simulation.connectivity_filling_factor", value)
+    set_dotted(config, "training.learning_rate_W_start", lr_W)
+    set_dotted(config, "training.seed", 100 + k)
+    config[SEARCH_KEY] = {
+        "block": f"connectivity_filling_factor={value}",
+        "block_value": value,
+        "node": node,
+        "parent": parent,
+        "strategy": strategy,
+        "mutation": mutation,
+        "run": k,
+        "seed": 100 + k,
+    }
+    if status == "error":
+        return f"t{k}", config, None, "Traceback...\nRuntimeError: boom"
+    result = {
+        "connectivity_R2": r2,
+        "cluster_accuracy": cluster,
+        "connectivity_slope": 0.9,
+        "zero_band": 0.0,
+        "cross": 0.0,
+        "status": status,
+        "final": True,
+        "trial_dir": "",
+    }
+    return f"t{k}", config, result, ""
+
+
+def make_experiment(exp_dir: Path, n: int = len(TRIALS)) -> dict[str, Any]:
+    """Write study.json and journal the first ``n`` fake trials; returns the study info."""
+    study, base = study_from_dict(STUDY, exp_dir)
+    info = study_info(study, base)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    (exp_dir / "study.json").write_text(json.dumps(info))
+    journal = Journal(exp_dir, FakeSearcher())
+    for k, spec in enumerate(TRIALS[:n]):
+        trial_id, config, result, error = trial(k, spec, info)
+        journal.start(trial_id, config)
+        journal.complete(make_record(info, trial_id, config, result, error=error))
+    return info

@@ -1,0 +1,105 @@
+"""Journal files from fake trial records: analysis.md, memory.md, ucb/, trees/, trials.jsonl."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from study_fakes import TRIALS, FakeSearcher, make_experiment, trial
+
+from ntune.journal import Journal, diagnosis_words, render_memory
+from ntune.records import block_summary, group_nodes, make_record, mutation_effects, read_info, read_trials
+
+
+def test_analysis_has_one_entry_per_trial_in_log_form(tmp_path: Path) -> None:
+    make_experiment(tmp_path)
+    text = (tmp_path / "analysis.md").read_text()
+    heads = re.findall(r"^## Iter (\d+): (\S+)$", text, flags=re.M)
+    assert [int(k) for k, _ in heads] == list(range(1, len(TRIALS) + 1))
+    assert [c for _, c in heads] == ["converged", "partial", "converged", "partial-W", "failed", "failed"]
+    assert "Node: 1, parent=0" in text
+    assert "Strategy: robustness-test" in text
+    assert "Mutation: lr_W: 1e-3 -> 4e-3" in text
+    assert "Block: connectivity_filling_factor=0.5" in text
+    assert "learning_rate_W_start=0.004" in text
+    assert "RuntimeError: boom" in text
+    assert "diverged" in text
+
+
+def test_records_carry_status_score_and_classification(tmp_path: Path) -> None:
+    make_experiment(tmp_path)
+    records, running = read_trials(tmp_path)
+    assert running == {}
+    assert [r["trial_id"] for r in records] == [f"t{k}" for k in range(len(TRIALS))]
+    by_id = {r["trial_id"]: r for r in records}
+    assert by_id["t0"]["score"] == 0.6 * 0.95 + 0.4 * 0.95
+    assert by_id["t4"]["status"] == "diverged" and by_id["t4"]["score"] == 0.0
+    assert by_id["t5"]["status"] == "error" and by_id["t5"]["classification"] == "failed"
+    assert by_id["t3"]["params"]["training.learning_rate_W_start"] == 4e-3
+
+
+def test_a_trial_completed_twice_counts_once(tmp_path: Path) -> None:
+    info = make_experiment(tmp_path, n=2)
+    journal = Journal(tmp_path, FakeSearcher())
+    trial_id, config, result, _ = trial(1, TRIALS[1], info)
+    result = dict(result, connectivity_R2=0.5)
+    journal.complete(make_record(info, trial_id, config, result))
+    records, _ = read_trials(tmp_path)
+    assert [r["trial_id"] for r in records] == ["t0", "t1"]
+    assert records[1]["metrics"]["connectivity_R2"] == 0.5
+    assert (tmp_path / "analysis.md").read_text().count("## Iter") == 2
+
+
+def test_started_but_unfinished_trials_are_running(tmp_path: Path) -> None:
+    info = make_experiment(tmp_path, n=2)
+    trial_id, config, _, _ = trial(2, TRIALS[2], info)
+    Journal(tmp_path).start(trial_id, config)
+    records, running = read_trials(tmp_path)
+    assert running == {"t2": "connectivity_filling_factor=1.0"}
+    rows = block_summary(read_info(tmp_path), records, running)
+    assert [r["running"] for r in rows] == [1, 0]
+
+
+def test_block_summary_prefers_robust_nodes(tmp_path: Path) -> None:
+    make_experiment(tmp_path)
+    records, _ = read_trials(tmp_path)
+    rows = {r["block"]: r for r in block_summary(read_info(tmp_path), records)}
+    full, half = rows["connectivity_filling_factor=1.0"], rows["connectivity_filling_factor=0.5"]
+    assert (full["trials"], full["robust"], full["best_node"], full["failed"]) == (3, True, 0, 1)
+    assert full["best_R2"] == 0.95 and full["state"] == "done"
+    assert (half["robust"], half["best_node"], half["best_trial"], half["lr_W"]) == (False, 1, "t3", 4e-3)
+    assert half["best_R2"] == 0.92 and half["best_cluster"] == 0.6
+
+
+def test_nodes_and_mutation_effects(tmp_path: Path) -> None:
+    make_experiment(tmp_path)
+    records, _ = read_trials(tmp_path)
+    nodes = group_nodes(records)
+    assert sorted(nodes["connectivity_filling_factor=0.5"]) == [0, 1, 2]
+    assert len(nodes["connectivity_filling_factor=1.0"][0]["runs"]) == 2
+    effects = mutation_effects(records)
+    assert effects["lr_W"]["n"] == 2 and effects["lr_W"]["improved"] == 1
+    assert effects["L1"]["improved"] == 0 and effects["L1"]["mean_delta"] < 0
+
+
+def test_memory_table_and_files(tmp_path: Path) -> None:
+    make_experiment(tmp_path)
+    memory = (tmp_path / "memory.md").read_text()
+    assert memory == render_memory(read_info(tmp_path), read_trials(tmp_path)[0], {})
+    assert (
+        "| connectivity_filling_factor=1.0 | 1.0 | 0.95 | 0.95 | yes | 1e-05 | 0.001 | 3/3 | done |" in memory
+    )
+    assert "- lr_W: 2 mutations, 1 improved" in memory
+    for label in ("connectivity_filling_factor=1.0", "connectivity_filling_factor=0.5"):
+        assert (tmp_path / "ucb" / f"{label}.txt").read_text().startswith("Node 0: UCB=")
+        assert (tmp_path / "trees" / f"{label}.png").stat().st_size > 1000
+
+
+def test_diagnosis_in_words() -> None:
+    rec = {"status": "ok", "error": "", "metrics": {"connectivity_R2": 0.4, "connectivity_slope": 0.2}}
+    rec["metrics"].update(zero_band=0.35, cross=0.0)
+    words = diagnosis_words(rec)
+    assert "weak diagonal" in words and "zero band: 35%" in words and "shrunk" in words
+    rec["metrics"].update(connectivity_R2=0.97, connectivity_slope=1.0, zero_band=0.0)
+    assert diagnosis_words(rec) == "tight diagonal (R2 0.970); slope 1.00"
+    assert "diverged" in diagnosis_words({"status": "diverged", "error": "", "metrics": {}})

@@ -1,0 +1,183 @@
+"""Study files: validation names the field, before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ntune.config import ConfigError, get_dotted
+from ntune.study_config import load_study, study_from_dict
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+BASE = {
+    "simulation": {"n_neurons": 16, "n_neuron_types": 2, "params": [[10, 1, 1], [10, 2, 2]], "n_frames": 500}
+}
+
+
+def _study(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "tiny",
+        "base": BASE,
+        "blocks": {"simulation.connectivity_filling_factor": [1.0, 0.5]},
+        "space": {
+            "training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+            "training.optimizer": {"type": "choice", "values": ["adam", "sgd"]},
+        },
+        "n_iter_block": 3,
+    }
+    data.update(changes)
+    return data
+
+
+def test_valid_study_resolves_base_and_defaults(tmp_path: Path) -> None:
+    study, base = study_from_dict(_study(set=["training.n_epochs=2"]), tmp_path)
+    assert study.block_key == "simulation.connectivity_filling_factor"
+    assert study.block_values == [1.0, 0.5]
+    assert study.n_trials == 6
+    assert study.objective.weights == {"connectivity_R2": 0.6, "cluster_accuracy": 0.4}
+    assert base["simulation"]["n_neurons"] == 16
+    assert base["training"]["n_epochs"] == 2
+    assert base["training"]["coeff_W_L1"] == 1e-5  # default filled in
+    assert study.threads == 1
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*_study.yaml")), ids=lambda p: p.name)
+def test_shipped_studies_validate(path: Path) -> None:
+    if not (CONFIGS / yaml.safe_load(path.read_text())["base"]).is_file():
+        pytest.skip(f"base config of {path.name} not written yet")
+    study, base = load_study(path)
+    assert study.n_trials == len(study.block_values) * study.n_iter_block
+    assert get_dotted(base, study.block_key) is not None
+
+
+def test_shipped_study_settings() -> None:
+    sparsity = yaml.safe_load((CONFIGS / "sparsity_study.yaml").read_text())
+    assert sparsity["blocks"]["simulation.connectivity_filling_factor"] == [1.0, 0.75, 0.5, 0.25, 0.1, 0.05]
+    assert sparsity["resources"]["gpu"] == 0.25
+    conv = yaml.safe_load((CONFIGS / "convergence_study.yaml").read_text())
+    assert conv["objective"] == {"weights": {"connectivity_R2": 1.0}, "thresholds": {"connectivity_R2": 0.9}}
+    assert (conv["robustness_repeats"], conv["retry_failed"]) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"n_iter_blok": 3}, "n_iter_blok: unknown field; did you mean 'n_iter_block'"),
+        ({"n_iter_block": 0}, "n_iter_block"),
+        ({"resources": {"cpu": 1, "gpus": 1}}, "resources.gpus"),
+        ({"resources": {"cpu": 0}}, "resources.cpu"),
+        ({"blocks": {}}, "blocks must have exactly one key"),
+        ({"blocks": {"simulation.connectivity_filling_factor": [1.0, 1.0]}}, "duplicate"),
+        (
+            {"blocks": {"simulation.connectivity_filling_factor": [1.5]}},
+            "blocks.simulation.connectivity_filling_factor",
+        ),
+        ({"blocks": {"simulation.filling": [0.5]}}, "blocks.simulation.filling"),
+        (
+            {"space": {"training.lr_W": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}},
+            "space.training.lr_W",
+        ),
+        ({"space": {"training.optimizer": {"type": "choice", "values": ["adam", "lbfgs"]}}}, "lbfgs"),
+        ({"space": {"training.coeff_W_L1": {"type": "gauss", "low": 0, "high": 1}}}, "valid types"),
+        ({"space": {"training.coeff_W_L1": {"type": "uniform", "low": 0}}}, "missing high"),
+        (
+            {"space": {"training.learning_rate_W_start": {"type": "uniform", "low": -1.0, "high": 1.0}}},
+            "-1.0",
+        ),
+        ({"objective": {"weights": {"R2": 1.0}}}, "unknown metric 'R2'"),
+        ({"formula": "bandit"}, "formula"),
+        ({"name": "a/b"}, "name"),
+        ({"set": ["training.n_epoch=2"]}, "training.n_epoch"),
+        ({"base": "missing.yaml"}, "missing.yaml: no such file"),
+    ],
+)
+def test_bad_study_names_the_field(tmp_path: Path, changes: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError, match=None) as err:
+        study_from_dict(_study(**changes), tmp_path)
+    assert needle in str(err.value)
+
+
+def test_overrides_split_between_study_and_base(tmp_path: Path) -> None:
+    study, base = study_from_dict(
+        _study(), tmp_path, ["n_iter_block=5", "resources.cpu=2", "training.batch_size=4", "name=other"]
+    )
+    assert (study.n_iter_block, study.resources.cpu, study.name, study.threads) == (5, 2.0, "other", 2)
+    assert base["training"]["batch_size"] == 4
+    with pytest.raises(ConfigError, match="training.batch_sise"):
+        study_from_dict(_study(), tmp_path, ["training.batch_sise=4"])
+
+
+def test_base_path_is_relative_to_the_study_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "base.yaml").write_text(yaml.safe_dump(BASE))
+    (tmp_path / "sub" / "study.yaml").write_text(yaml.safe_dump(_study(base="base.yaml")))
+    study, base = load_study(tmp_path / "sub" / "study.yaml")
+    assert base["simulation"]["n_neuron_types"] == 2
+
+
+def test_run_with_bad_study_exits_2_and_starts_no_ray(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray
+
+    from ntune.cli import app
+
+    def _no_ray(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("ray.init called for a bad study")
+
+    monkeypatch.setattr(ray, "init", _no_ray)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(_study(max_concurrent_trials=0)))
+    result = CliRunner().invoke(app, ["run", str(path), "--storage", str(tmp_path / "res")])
+    assert result.exit_code == 2, result.output
+    assert "max_concurrent_trials" in result.output
+    assert not ray.is_initialized()
+    assert not (tmp_path / "res").exists()
+
+
+def _ray_must_not_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    def _no_ray(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("ray.init called")
+
+    monkeypatch.setattr(ray, "init", _no_ray)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+
+def test_run_refuses_a_folder_that_is_not_an_experiment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ntune.study import run_command
+
+    _ray_must_not_start(monkeypatch)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(_study(storage_path=str(tmp_path))))
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "precious.txt").write_text("keep me")
+    for fresh in (False, True):
+        with pytest.raises(ConfigError, match="not an ntune experiment"):
+            run_command(path, fresh=fresh)
+    assert (tmp_path / "tiny" / "precious.txt").read_text() == "keep me"
+
+
+def test_run_refuses_to_resume_a_different_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from ntune.records import study_info
+    from ntune.study import run_command
+
+    _ray_must_not_start(monkeypatch)
+    study, base = study_from_dict(_study(storage_path=str(tmp_path)), tmp_path)
+    exp = tmp_path / "tiny"
+    exp.mkdir()
+    (exp / "study.json").write_text(json.dumps(study_info(study, base)))
+    (exp / "tuner.pkl").write_bytes(b"")
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(_study(storage_path=str(tmp_path), n_iter_block=5)))
+    with pytest.raises(ConfigError, match="different study"):
+        run_command(path)

@@ -1,0 +1,245 @@
+"""Studies on a real Ray with the real trainer on a tiny network (16 neurons, 2 types, 500 frames).
+
+Budget: about 3 minutes on 2 cores (each trial start costs ~3 s in Ray, each training a few seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from rich.console import Console
+
+from ntune.records import read_trials
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TINY_BASE = {
+    "simulation": {
+        "n_neurons": 16,
+        "n_neuron_types": 2,
+        "params": [[10.0, 1.0, 1.0], [10.0, 2.0, 2.0]],
+        "n_frames": 500,
+        "start_frame": -100,
+        "device": "cpu",
+    },
+    "training": {
+        "n_epochs": 1,
+        "batch_size": 8,
+        "data_augmentation_loop": 10,
+        "n_log_points": 4,
+        "n_rollout_frames": 20,
+        "device": "cpu",
+    },
+}
+NODE_LINE = re.compile(r"^Node (\d+): UCB=(-?[\d.]+|inf|nan), parent=(\w+), visits=(\d+)")
+
+
+def _study(tmp_path: Path, name: str, **changes: Any) -> Path:
+    data: dict[str, Any] = {
+        "name": name,
+        "base": TINY_BASE,
+        "blocks": {"simulation.connectivity_filling_factor": [1.0, 0.5]},
+        "space": {
+            "training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+            "training.coeff_W_L1": {"type": "loguniform", "low": 1e-7, "high": 1e-3, "allow_zero": True},
+            "training.optimizer": {"type": "choice", "values": ["adam", "adamw", "rmsprop", "sgd"]},
+        },
+        "n_iter_block": 3,
+        "robustness_repeats": 2,
+        "max_concurrent_trials": 2,
+        "storage_path": str(tmp_path / "results"),
+    }
+    data.update(changes)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _complete_events(exp_dir: Path) -> Counter:
+    lines = (exp_dir / "trials.jsonl").read_text().splitlines()
+    return Counter(e["trial_id"] for e in map(json.loads, lines) if e["event"] == "complete")
+
+
+def _tree_nodes(exp_dir: Path) -> dict[str, list[tuple[int, str, int]]]:
+    """block -> [(node, parent, visits)] parsed from ucb/<block>.txt; every non-empty line must parse."""
+    trees = {}
+    for path in sorted((exp_dir / "ucb").glob("*.txt")):
+        rows = []
+        for line in path.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                m = NODE_LINE.match(line)
+                assert m, f"unparsable line in {path.name}: {line!r}"
+                rows.append((int(m.group(1)), m.group(3), int(m.group(4))))
+        trees[path.stem] = rows
+    return trees
+
+
+def test_tiny_study_journal_and_export(tmp_path: Path, ray_session: None) -> None:
+    from ntune.export import export_command
+    from ntune.study import run_command
+    from ntune.train import train_command
+
+    console = Console(record=True, width=160)
+    code = run_command(_study(tmp_path, "tiny"), console=console)
+    exp_dir = tmp_path / "results" / "tiny"
+    assert code == 0, console.export_text()
+    records, running = read_trials(exp_dir)
+    assert len(records) == 6 and running == {}
+    assert max(_complete_events(exp_dir).values()) == 1
+    assert Counter(r["block"] for r in records) == {
+        "connectivity_filling_factor=1.0": 3,
+        "connectivity_filling_factor=0.5": 3,
+    }
+    assert all(r["status"] == "ok" and 0 <= r["metrics"]["connectivity_R2"] <= 1 for r in records)
+
+    analysis = (exp_dir / "analysis.md").read_text()
+    entries = analysis.split("## Iter ")[1:]
+    assert len(entries) == 6
+    for rec, entry in zip(records, entries, strict=True):
+        assert entry.startswith(f"{rec['iter']}: {rec['classification']}")
+        assert f"Node: {rec['search']['node']}, parent={rec['search']['parent']}" in entry
+        assert f"Strategy: {rec['search']['strategy']}" in entry
+        assert f"Trial: {rec['trial_id']}" in entry
+        trial_dir = Path(rec["trial_dir"])
+        assert (trial_dir / "config.yaml").is_file() and (trial_dir / "W_scatter.png").is_file()
+        assert json.loads((trial_dir / "metrics.json").read_text())["final"] is True
+
+    trees = _tree_nodes(exp_dir)
+    assert set(trees) == {r["block"] for r in records}
+    for label, rows in trees.items():
+        nodes = {r["search"]["node"] for r in records if r["block"] == label}
+        assert {n for n, _, _ in rows} == nodes
+        root_visits = next(v for n, p, v in rows if not p.isdigit())
+        assert root_visits == 3
+    memory = (exp_dir / "memory.md").read_text()
+    assert memory.count("| connectivity_filling_factor=") == 2 and "3/3 | done |" in memory
+
+    export_command(exp_dir, out=None, fmt="yaml", console=console)
+    for path in sorted((exp_dir / "best").glob("*.yaml")):
+        exported = next(r for r in records if r["trial_id"] in path.read_text().splitlines()[0])
+        out = tmp_path / f"retrain-{path.stem}"
+        from ntune.config import load_config
+
+        torch.set_num_threads(1)
+        assert train_command(load_config(path), out=out, console=console) == 0
+        again = json.loads((out / "metrics.json").read_text())
+        assert abs(again["connectivity_R2"] - exported["metrics"]["connectivity_R2"]) < 0.05
+        assert abs(again["cluster_accuracy"] - exported["metrics"]["cluster_accuracy"]) < 0.1
+
+
+def test_failed_and_diverged_trials_are_recorded_and_the_study_finishes(
+    tmp_path: Path, ray_session: None
+) -> None:
+    """Block lr=1e12 diverges; in the other block the only mutation moves training to a missing GPU (raises)."""
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA so that device cuda:0 raises")
+    from ntune.study import run_command
+
+    path = _study(
+        tmp_path,
+        "failing",
+        blocks={"training.learning_rate_start": [5e-4, 1e12]},
+        space={"training.device": {"type": "choice", "values": ["cpu", "cuda:0"]}},
+        n_iter_block=2,
+        robustness_repeats=1,
+    )
+    console = Console(record=True, width=160)
+    assert run_command(path, console=console) == 0, console.export_text()
+    records, _ = read_trials(tmp_path / "results" / "failing")
+    assert len(records) == 4
+    status = Counter(r["status"] for r in records)
+    assert status["diverged"] >= 1 and status["error"] >= 1, status
+    for r in records:
+        if r["status"] != "ok":
+            assert r["classification"] == "failed" and r["score"] == 0.0
+    assert any("cuda" in r["error"].lower() or "gpu" in r["error"].lower() for r in records if r["error"])
+    analysis = (tmp_path / "results" / "failing" / "analysis.md").read_text()
+    assert "no scatter: training diverged" in analysis and "no scatter: the trial raised" in analysis
+
+
+def _ntune_run(study: Path, address: str) -> subprocess.Popen:
+    env = dict(os.environ, RAY_ADDRESS=address)
+    cmd = [sys.executable, "-m", "ntune.cli", "run", str(study)]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_completions(exp_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if (exp_dir / "trials.jsonl").is_file() and len(read_trials(exp_dir)[0]) >= n:
+            return
+        assert proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no {n} completed trials within {timeout} s")
+
+
+def _interrupt(study: Path, exp_dir: Path, address: str, sig: signal.Signals, n_done: int) -> str:
+    """Run ``ntune run`` until ``n_done`` trials completed, then send ``sig``; returns its output."""
+    proc = _ntune_run(study, address)
+    _wait_for_completions(exp_dir, n_done, proc)
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    out = proc.communicate(timeout=120)[0]
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "run the same command to resume" in out, out
+    return out
+
+
+def test_interrupted_study_resumes(tmp_path: Path, ray_session: None) -> None:
+    """SIGINT after 2 trials, resume, SIGKILL after 3, resume to the end: every trial once, trees intact."""
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    study = _study(tmp_path, "resumed")
+    exp_dir = tmp_path / "results" / "resumed"
+    out = _interrupt(study, exp_dir, address, signal.SIGINT, 2)
+    after_sigint = {r["trial_id"]: r for r in read_trials(exp_dir)[0]}
+    assert 2 <= len(after_sigint) < 6, out
+    assert max(_complete_events(exp_dir).values()) == 1  # a clean stop journals nothing twice
+    out += _interrupt(study, exp_dir, address, signal.SIGKILL, len(after_sigint) + 1)
+    after_sigkill = {r["trial_id"]: r for r in read_trials(exp_dir)[0]}
+    assert len(after_sigkill) > len(after_sigint)
+
+    last = _ntune_run(study, address)
+    out += last.communicate(timeout=240)[0]
+    assert last.returncode == 0, out
+    assert out.count("resuming experiment") == 2
+    records, running = read_trials(exp_dir)
+    assert len(records) == 6 and running == {}, out
+    for trial_id, before in after_sigkill.items():
+        after = next(r for r in records if r["trial_id"] == trial_id)
+        assert after["search"] == before["search"]
+        assert after["metrics"]["connectivity_R2"] == pytest.approx(
+            before["metrics"]["connectivity_R2"], abs=1e-6
+        )
+    assert Counter(r["block"] for r in records) == {
+        "connectivity_filling_factor=1.0": 3,
+        "connectivity_filling_factor=0.5": 3,
+    }
+    assert (exp_dir / "analysis.md").read_text().count("## Iter ") == 6
+    for label, rows in _tree_nodes(exp_dir).items():
+        nodes = {r["search"]["node"] for r in records if r["block"] == label}
+        assert {n for n, _, _ in rows} == nodes
+        assert next(v for n, p, v in rows if not p.isdigit()) == 3
+
+
+def test_cli_bad_study_exits_2(tmp_path: Path) -> None:
+    path = _study(tmp_path, "bad", ucb_c=-1)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ntune.cli", "run", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert "ucb_c" in proc.stderr
+    assert not (tmp_path / "results").exists()

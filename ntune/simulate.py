@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 NOISE_CHUNK = 1024
+# Intra-op threads of the CPU Euler loop up to this N. One (N, N) mat-vec per step is too small to
+# share: on 2 busy cores 2 threads took 5.6 ms/step against 0.11 ms/step for 1 (docs/benchmarks_simulate.md).
+SINGLE_THREAD_MAX_N = 4096
 PROGRESS_EVERY = 1000
 RANK_FRAMES = 2000
 
@@ -109,23 +112,29 @@ def simulate(config: SimulationConfig, *, progress: Progress | None = None) -> S
     u_out = torch.from_numpy(u_all) if on_cpu else torch.empty((n_frames, n), device=device)  # (T, N)
     y_out = torch.from_numpy(y_all) if on_cpu else torch.empty((n_frames, n), device=device)  # (T, N)
     g, s, c = (torch.from_numpy(np.ascontiguousarray(v)).to(device) for v in neuron_params(params, types))
-    with torch.inference_mode():
-        _integrate(
-            torch.from_numpy(u0).to(device),
-            torch.from_numpy(W).to(device),
-            g,
-            s,
-            c,
-            config,
-            rng,
-            u_out,
-            y_out,
-            n_burn,
-            progress,
-        )
-        if not on_cpu:
-            u_all[:] = u_out.cpu().numpy()
-            y_all[:] = y_out.cpu().numpy()
+    threads = torch.get_num_threads()
+    if on_cpu and n <= SINGLE_THREAD_MAX_N:
+        torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            _integrate(
+                torch.from_numpy(u0).to(device),
+                torch.from_numpy(W).to(device),
+                g,
+                s,
+                c,
+                config,
+                rng,
+                u_out,
+                y_out,
+                n_burn,
+                progress,
+            )
+            if not on_cpu:
+                u_all[:] = u_out.cpu().numpy()
+                y_all[:] = y_out.cpu().numpy()
+    finally:
+        torch.set_num_threads(threads)
     summary = summarize(u_all, W, mask)
     return SimData(u_all, y_all, W, mask, types, params, config, summary, None)
 

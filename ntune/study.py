@@ -132,25 +132,30 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
 
 
 class ConsoleProgress(Callback):
-    """Tune callback printing one line per finished trial and per-block progress every 30 s."""
+    """Tune callback printing one line per finished trial and the per-block progress whenever it changes."""
 
     def __init__(self, exp_dir: Path) -> None:
         self.exp_dir = exp_dir
         self._last = 0.0
+        self._shown: list[str] = []
 
     def _print(self, text: str) -> None:
         Console(highlight=False, soft_wrap=True).print(text)
 
     def _blocks(self) -> None:
+        """One line per block, printed only when some block's progress changed since the last print."""
         info = read_info(self.exp_dir)
         records, running = read_trials(self.exp_dir)
-        for r in block_summary(info, records, running):
-            self._print(
-                f"  {escape(r['block'])}: {r['trials']}/{r['budget']} done, {r['running']} running, "
-                f"best R2 {fmt(r['best_R2'])}, best cluster {fmt(r['best_cluster'])}"
-                + (", robust" if r["robust"] else "")
-            )
+        lines = [
+            f"  {escape(r['block'])}: {r['trials']}/{r['budget']} done, {r['running']} running, "
+            f"best R2 {fmt(r['best_R2'])}, best cluster {fmt(r['best_cluster'])}"
+            + (", robust" if r["robust"] else "")
+            for r in block_summary(info, records, running)
+        ]
         self._last = time.monotonic()
+        if lines != self._shown:
+            self._shown = lines
+            self._print("\n".join(lines))
 
     def _trial_done(self, trial_id: str) -> None:
         records, _ = read_trials(self.exp_dir)

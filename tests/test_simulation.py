@@ -40,7 +40,7 @@ def test_rhs_matches_hand_computation_on_three_neurons() -> None:
         -2.0 * 2.0 + 1.0 * t2 + 5.0 * (-0.5 * t0 + 0.6 * t1),
     ]
     # written out: tanh(0.5)=0.46211716, tanh(-1)=-0.76159416, tanh(2)=0.96402758
-    assert expected == pytest.approx([-5.41931, -2.00018, -5.32302], abs=1e-5)
+    assert expected == pytest.approx([-5.417181, 1.827191, -6.476048], abs=1e-6)
     assert pde_n2_rhs(u, W, g, s, c).tolist() == pytest.approx(expected, abs=1e-12)
     linear = [
         -0.5 + t0 + 10.0 * (0.2 * -1.0 - 0.4 * 2.0),

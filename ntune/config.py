@@ -12,14 +12,26 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from searchers.dotted import get_dotted as get_dotted
+from searchers.dotted import set_dotted as set_dotted
 
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the field path, the bad value and the valid choices."""
+
+
+def _check_device_name(v: str) -> str:
+    if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
+        return v
+    raise ValueError(f"device {v!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:<index>'")
+
+
+DeviceName = Annotated[str, AfterValidator(_check_device_name)]
 
 
 class _Section(BaseModel):
@@ -69,7 +81,7 @@ class SimulationConfig(_Section):
         0.0, ge=0, description="Std of process noise added per Euler step (>= 0)."
     )
     seed: int = Field(42, ge=0, description="One seed fixes W, the mask, u0 and the noise (>= 0).")
-    device: str = Field("auto", description="'auto', 'cpu' or 'cuda[:k]' for the simulation.")
+    device: DeviceName = Field("auto", description="'auto', 'cpu' or 'cuda[:k]' for the simulation.")
 
     @model_validator(mode="after")
     def _check_params(self) -> SimulationConfig:
@@ -86,11 +98,6 @@ class SimulationConfig(_Section):
                 f"n_neurons ({self.n_neurons}) must be >= n_neuron_types ({self.n_neuron_types})"
             )
         return self
-
-    @field_validator("device")
-    @classmethod
-    def _check_device(cls, v: str) -> str:
-        return _check_device_name(v)
 
 
 class GraphModelConfig(_Section):
@@ -146,12 +153,7 @@ class TrainingConfig(_Section):
         20, gt=0, description="In-training evaluations (TensorBoard, tune.report) per run."
     )
     seed: int = Field(0, ge=0, description="Seed of W init, MLP init and frame sampling (>= 0).")
-    device: str = Field("auto", description="'auto', 'cpu' or 'cuda[:k]' for training.")
-
-    @field_validator("device")
-    @classmethod
-    def _check_device(cls, v: str) -> str:
-        return _check_device_name(v)
+    device: DeviceName = Field("auto", description="'auto', 'cpu' or 'cuda[:k]' for training.")
 
 
 class NtuneConfig(_Section):
@@ -166,12 +168,6 @@ class NtuneConfig(_Section):
     def simulation_hash(self) -> str:
         """Stable hash of the simulation section (the data cache key, with the data-format version)."""
         return config_hash(self.simulation.model_dump(exclude={"device"}))
-
-
-def _check_device_name(v: str) -> str:
-    if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
-        return v
-    raise ValueError(f"device {v!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:<index>'")
 
 
 def config_hash(data: dict[str, Any]) -> str:
@@ -242,29 +238,6 @@ def _yaml_value(raw: str) -> Any:
         except ValueError:
             return value
     return value
-
-
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``data[a][b][c] = value`` for key ``a.b.c``, creating intermediate dicts."""
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[part] = nxt
-        node = nxt
-    node[parts[-1]] = value
-
-
-def get_dotted(data: dict[str, Any], key: str, default: Any = None) -> Any:
-    """``data[a][b][c]`` for key ``a.b.c`` (``default`` if any level is missing)."""
-    node: Any = data
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
 
 
 def config_from_dict(data: dict[str, Any] | None, overrides: list[str] | None = None) -> NtuneConfig:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from searchers.dotted import get_dotted, set_dotted
 from searchers.policy import BlockState, Decision, decide, record
 from searchers.space import Domain, parse_space
 from searchers.tree import FORMULAS, Tree, classify, metric_value, score
@@ -26,25 +27,6 @@ logger = logging.getLogger(__name__)
 
 SEARCH_KEY = "_search"
 DIAGNOSIS_KEYS = ("status", "zero_band", "connectivity_slope", "cross", "test_R2", "test_pearson")
-
-
-def get_dotted(tree: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    """``tree["a"]["b"]`` for ``key="a.b"``, ``default`` when a level is missing."""
-    node: Any = tree
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
-def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``tree["a"]["b"] = value`` for ``key="a.b"``, creating levels as needed."""
-    parts = key.split(".")
-    node = tree
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
 
 
 def _check(condition: bool, name: str, allowed: str, value: Any) -> None:

@@ -1,96 +1,122 @@
-"""Import an upstream NeuralGraph ``signal_N2`` YAML: map the fields ntune knows, list the ones it ignores."""
+"""Import an upstream NeuralGraph signal_N2 YAML as an ntune config.
+
+Upstream keeps its own schema (``simulation``, ``graph_model``, ``plotting``, ``training`` plus
+top-level ``description`` and ``dataset``). :data:`FIELD_MAP` lists the upstream fields whose meaning
+ntune shares and where they go; every other leaf is reported as ignored, by its dotted upstream
+name. Upstream keeps the process noise ``noise_model_level`` under ``training``; ntune keeps it under
+``simulation`` (a value under upstream ``simulation`` wins). Upstream ``cluster_method`` names
+``kmeans*`` map to ``kmeans`` and ``distance_*`` (hierarchical clustering) to ``single_linkage``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ntune.config import ConfigError, NtuneConfig, config_from_dict, read_yaml, set_dotted
 
-
-def _connectivity_type(value: Any) -> str:
-    text = str(value)
-    for name in ("Lorentz", "Gaussian"):
-        if name.lower() in text.lower():
-            return name
-    raise ConfigError(
-        f"simulation.connectivity_distribution: {value!r} is not supported; ntune knows 'Lorentz' and 'Gaussian'"
-    )
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-# upstream dotted name -> (ntune dotted name, conversion)
-FIELD_MAP: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "description": ("description", str),
-    "dataset": ("dataset", str),
-    "simulation.connectivity_distribution": ("simulation.connectivity_type", _connectivity_type),
-    "simulation.connectivity_filling_factor": ("simulation.connectivity_filling_factor", float),
-    "simulation.connectivity_init": ("simulation.connectivity_init", _same),
-    "simulation.params": ("simulation.params", _same),
-    "simulation.phi": ("simulation.phi", _same),
-    "simulation.n_neurons": ("simulation.n_neurons", int),
-    "simulation.n_neuron_types": ("simulation.n_neuron_types", int),
-    "simulation.n_frames": ("simulation.n_frames", int),
-    "simulation.delta_t": ("simulation.delta_t", float),
-    "simulation.start_frame": ("simulation.start_frame", int),
-    "simulation.noise_model_level": ("simulation.noise_model_level", float),
-    "simulation.seed": ("simulation.seed", int),
-    "graph_model.signal_model_name": ("graph_model.signal_model_name", _same),
-    "graph_model.embedding_dim": ("graph_model.embedding_dim", int),
-    "graph_model.hidden_dim": ("graph_model.hidden_dim", int),
-    "graph_model.n_layers": ("graph_model.n_layers", int),
-    "training.n_epochs": ("training.n_epochs", int),
-    "training.batch_size": ("training.batch_size", int),
-    "training.data_augmentation_loop": ("training.data_augmentation_loop", int),
-    "training.learning_rate_W_start": ("training.learning_rate_W_start", float),
-    "training.learning_rate_start": ("training.learning_rate_start", float),
-    "training.learning_rate_embedding_start": ("training.learning_rate_embedding_start", float),
-    "training.coeff_W_L1": ("training.coeff_W_L1", float),
-    "training.coeff_lin_phi_zero": ("training.coeff_lin_phi_zero", float),
-    "training.coeff_edge_diff": ("training.coeff_edge_diff", float),
-    "training.seed": ("training.seed", int),
-    "training.device": ("training.device", str),
+# upstream dotted name -> ntune dotted name (values copied unchanged, then validated by ntune)
+FIELD_MAP: dict[str, str] = {
+    "description": "description",
+    "dataset": "dataset",
+    "simulation.n_neurons": "simulation.n_neurons",
+    "simulation.n_neuron_types": "simulation.n_neuron_types",
+    "simulation.n_frames": "simulation.n_frames",
+    "simulation.delta_t": "simulation.delta_t",
+    "simulation.start_frame": "simulation.start_frame",
+    "simulation.connectivity_filling_factor": "simulation.connectivity_filling_factor",
+    "simulation.params": "simulation.params",
+    "simulation.phi": "simulation.phi",
+    "simulation.noise_model_level": "simulation.noise_model_level",
+    "simulation.seed": "simulation.seed",
+    "graph_model.embedding_dim": "graph_model.embedding_dim",
+    "graph_model.hidden_dim": "graph_model.hidden_dim",
+    "graph_model.n_layers": "graph_model.n_layers",
+    "training.n_epochs": "training.n_epochs",
+    "training.batch_size": "training.batch_size",
+    "training.data_augmentation_loop": "training.data_augmentation_loop",
+    "training.learning_rate_W_start": "training.learning_rate_W_start",
+    "training.learning_rate_start": "training.learning_rate_start",
+    "training.learning_rate_embedding_start": "training.learning_rate_embedding_start",
+    "training.coeff_W_L1": "training.coeff_W_L1",
+    "training.coeff_lin_phi_zero": "training.coeff_lin_phi_zero",
+    "training.coeff_edge_diff": "training.coeff_edge_diff",
+    "training.seed": "training.seed",
+    "training.device": "training.device",
 }
+CONNECTIVITY_TYPES = ("Lorentz", "Gaussian")
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are leaves)."""
+def _leaves(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to ``{"a.b.c": value}`` (lists and scalars are leaves)."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{name}."))
+            flat.update(_leaves(value, f"{name}."))
         else:
             flat[name] = value
     return flat
 
 
-def import_upstream(path: str | Path) -> tuple[NtuneConfig, list[str]]:
-    """An :class:`NtuneConfig` from an upstream signal_N2 YAML, and the sorted dotted upstream names ignored.
+def _connectivity_type(value: Any) -> str:
+    for name in CONNECTIVITY_TYPES:
+        if str(value).lower() == name.lower():
+            return name
+    raise ConfigError(
+        f"simulation.connectivity_distribution: {value!r} is not supported; valid: "
+        + ", ".join(repr(n) for n in CONNECTIVITY_TYPES)
+    )
 
-    Fields absent upstream keep ntune's defaults; a mapped value ntune rejects raises :class:`ConfigError`
-    naming the ntune field.
+
+def _cluster_method(value: Any) -> str | None:
+    text = str(value)
+    if text.startswith("kmeans"):
+        return "kmeans"
+    if text.startswith("distance"):
+        return "single_linkage"
+    return None
+
+
+def _translate(flat: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The ntune dict for the upstream leaves ``flat`` and the sorted upstream names left out."""
+    out: dict[str, Any] = {}
+    ignored = []
+    for name, value in flat.items():
+        if name in FIELD_MAP:
+            set_dotted(out, FIELD_MAP[name], value)
+        elif name == "simulation.connectivity_distribution":
+            set_dotted(out, "simulation.connectivity_type", _connectivity_type(value))
+        elif name == "simulation.connectivity_init" and isinstance(value, list) and len(value) == 2:
+            set_dotted(out, "simulation.connectivity_init", value)
+        elif name == "training.noise_model_level" and "simulation.noise_model_level" not in flat:
+            set_dotted(out, "simulation.noise_model_level", value)
+        elif name == "training.cluster_method" and _cluster_method(value) is not None:
+            set_dotted(out, "training.cluster_method", _cluster_method(value))
+        elif name == "graph_model.signal_model_name":
+            if value != "PDE_N2":
+                raise ConfigError(
+                    f"graph_model.signal_model_name: {value!r} is not supported; valid: 'PDE_N2'"
+                )
+            set_dotted(out, "graph_model.signal_model_name", value)
+        else:
+            ignored.append(name)
+    return out, sorted(ignored)
+
+
+def import_upstream(path: str | Path) -> tuple[NtuneConfig, list[str]]:
+    """The ntune config of an upstream NeuralGraph signal_N2 YAML and the sorted dotted upstream names ignored.
+
+    Raises :class:`~ntune.config.ConfigError` naming the file and the field for an unreadable file, an
+    unsupported model or distribution, or values ntune rejects.
     """
     raw = read_yaml(path)
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: an upstream config must be a mapping of sections")
-    data: dict[str, Any] = {}
-    ignored = []
-    for name, value in _flatten(raw).items():
-        if name not in FIELD_MAP or value is None:
-            ignored.append(name)
-            continue
-        target, convert = FIELD_MAP[name]
-        try:
-            set_dotted(data, target, convert(value))
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"{path}: {name} = {value!r} cannot become {target}: {err}") from None
+        raise ConfigError(
+            f"{path}: an upstream config must be a mapping of sections, got {type(raw).__name__}"
+        )
     try:
-        config = config_from_dict(data)
+        data, ignored = _translate(_leaves(raw))
+        return config_from_dict(data), ignored
     except ConfigError as err:
-        raise ConfigError(f"{path} (imported from upstream):\n{err}") from None
-    return config, sorted(ignored)
+        raise ConfigError(f"{path}:\n{err}") from None

@@ -123,7 +123,7 @@ ExpArg = Annotated[Path, typer.Argument(help="An experiment folder (storage_path
 @app.command()
 def status(experiment: ExpArg) -> None:
     """Per-block table of a finished, running or interrupted experiment."""
-    from ntune.export import status_command
+    from ntune.commands import status_command
 
     try:
         status_command(experiment, console=console)
@@ -140,7 +140,7 @@ def export(
     ] = "yaml",
 ) -> None:
     """Export the best config per block (robust configs preferred) and summary.csv."""
-    from ntune.export import export_command
+    from ntune.commands import export_command
 
     try:
         export_command(experiment, out=out, fmt=format_, console=console)
@@ -151,7 +151,7 @@ def export(
 @app.command()
 def report(experiment: ExpArg) -> None:
     """Write report.md: comparison table, R^2 and cluster accuracy against filling factor, trees, scatters."""
-    from ntune.export import report_command
+    from ntune.commands import report_command
 
     try:
         report_command(experiment, console=console)

@@ -1,7 +1,8 @@
-"""``ntune status``, ``ntune export`` and ``ntune report``: read an experiment folder, never Ray.
+"""What ``ntune status``, ``export`` and ``report`` compute from an experiment folder (no Ray, no printing).
 
 All three work on finished, running and interrupted experiments: they read ``study.json`` and
 ``trials.jsonl`` (written by the journal as trials start and complete), nothing Tune keeps in memory.
+The functions return data (rows, written paths); :mod:`ntune.commands` prints them.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-
 from ntune.config import ConfigError, config_from_dict, dump_config
-from ntune.journal import render_table, save_tree_plot
-from ntune.records import block_summary, fmt, group_nodes, read_info, read_trials
+from ntune.journal import save_tree_plot
+from ntune.ledger import Ledger
+from ntune.plots import plot_landscape, save_figure
+from ntune.records import fmt, read_info, read_trials
+from ntune.render import render_table
 
 FORMATS = ("yaml", "csv", "json", "ucb-txt")
 SUMMARY_FIELDS = (
@@ -51,7 +51,9 @@ def load_experiment(
         raise FileNotFoundError(f"{exp_dir}: no such experiment folder")
     info = read_info(exp_dir)
     records, running = read_trials(exp_dir)
-    return info, records, running, block_summary(info, records, running)
+    ledger = Ledger(info).extend(records)
+    ledger.running = running
+    return info, records, running, ledger.rows()
 
 
 def best_records(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -60,35 +62,14 @@ def best_records(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> d
     return {row["block"]: by_id[row["best_trial"]] for row in rows if row["best_trial"] in by_id}
 
 
-def status_command(exp_dir: str | Path, *, console: Console) -> None:
-    """Print the per-block table of an experiment."""
+def status_rows(exp_dir: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
+    """(title, caption, per-block rows) of ``ntune status``."""
     info, records, running, rows = load_experiment(exp_dir)
     study = info["study"]
     total = len(study["blocks"][info["block_key"]]) * study["n_iter_block"]
-    table = Table(
-        title=f"{study['name']}: {len(records)}/{total} trials done, {len(running)} running",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-        caption=f"block = {info['block_key']}; best R2 / cluster over the block's trials",
-    )
-    for col in ("block", "done", "run", "conv", "fail", "R2", "cluster", "robust", "L1", "lr_W", "state"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for r in rows:
-        table.add_row(
-            str(r["value"]),
-            f"{r['trials']}/{r['budget']}",
-            str(r["running"]),
-            str(r["converged"]),
-            str(r["failed"]),
-            fmt(r["best_R2"], 3),
-            fmt(r["best_cluster"], 3),
-            "yes" if r["robust"] else "no",
-            fmt(r["L1"], 2),
-            fmt(r["lr_W"], 2),
-            r["state"],
-        )
-    console.print(table)
+    title = f"{study['name']}: {len(records)}/{total} trials done, {len(running)} running"
+    caption = f"block = {info['block_key']}; best R2 / cluster over the block's trials"
+    return title, caption, rows
 
 
 def _write_summary(rows: list[dict[str, Any]], path: Path) -> None:
@@ -111,12 +92,13 @@ def _yaml_header(rec: dict[str, Any], robust: bool) -> str:
     )
 
 
-def export_command(exp_dir: str | Path, *, out: Path | None, fmt: str, console: Console) -> None:
+def export(exp_dir: str | Path, *, out: Path | None, fmt: str) -> list[tuple[str, str]]:
     """Write the best config per block (``yaml``), ``summary.csv``, ``summary.json`` or the ucb trees.
 
-    yaml: ``<out>/<block>.yaml`` (default out: EXP/best) plus ``summary.csv`` beside the folder's
-    parent (EXP/summary.csv by default, else ``<out>/summary.csv``); csv: the summary only; json:
-    summary rows and best configs in one file; ucb-txt: the searcher's tree text per block.
+    yaml: ``<out>/<block>.yaml`` (default out: EXP/best) plus ``summary.csv`` (EXP/summary.csv by
+    default, else ``<out>/summary.csv``); csv: the summary only; json: summary rows and best configs
+    in one file; ucb-txt: the searcher's tree text per block. Returns (kind, text) messages in order:
+    ``("wrote", path)``, ``("note", text)`` or ``("tree", label)`` followed by ``("text", tree text)``.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of: {', '.join(FORMATS)}")
@@ -125,19 +107,20 @@ def export_command(exp_dir: str | Path, *, out: Path | None, fmt: str, console: 
     base = out if out is not None else exp_dir
     best = best_records(records, rows)
     robust = {r["block"]: r["robust"] for r in rows}
+    done: list[tuple[str, str]] = []
     if fmt in ("yaml", "csv"):
         summary = (out if out is not None else exp_dir) / "summary.csv"
         _write_summary(rows, summary)
-        console.print(f"wrote {summary}")
+        done.append(("wrote", str(summary)))
     if fmt == "yaml":
         folder = out if out is not None else exp_dir / "best"
         folder.mkdir(parents=True, exist_ok=True)
         for label, rec in best.items():
             path = folder / f"{label}.yaml"
             path.write_text(_yaml_header(rec, robust[label]) + dump_config(config_from_dict(rec["config"])))
-            console.print(f"wrote {path}")
+            done.append(("wrote", str(path)))
         if not best:
-            console.print("no completed trial yet: nothing to export")
+            done.append(("note", "no completed trial yet: nothing to export"))
     elif fmt == "json":
         path = base / "summary.json"
         base.mkdir(parents=True, exist_ok=True)
@@ -147,46 +130,27 @@ def export_command(exp_dir: str | Path, *, out: Path | None, fmt: str, console: 
             "best": {k: v["config"] for k, v in best.items()},
         }
         path.write_text(json.dumps(payload, indent=2, default=_json_default))
-        console.print(f"wrote {path}")
+        done.append(("wrote", str(path)))
     elif fmt == "ucb-txt":
         src = exp_dir / "ucb"
         texts = {p.stem: p.read_text() for p in sorted(src.glob("*.txt"))} if src.is_dir() else {}
         if out is None:
             for label, text in texts.items():
-                console.print(f"[bold]{label}[/]\n{text}", highlight=False)
+                done += [("tree", label), ("text", text)]
         else:
             out.mkdir(parents=True, exist_ok=True)
             for label, text in texts.items():
                 (out / f"{label}.txt").write_text(text)
-                console.print(f"wrote {out / f'{label}.txt'}")
+                done.append(("wrote", str(out / f"{label}.txt")))
+    return done
 
 
 def _json_default(x: Any) -> Any:
     return None if isinstance(x, float) and math.isnan(x) else str(x)
 
 
-def _landscape(rows: list[dict[str, Any]], path: Path, block_key: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    xs = [float(r["value"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(xs, [r["best_R2"] for r in rows], "o-", label="best connectivity R$^2$")
-    ax.plot(xs, [r["best_cluster"] for r in rows], "s-", label="best cluster accuracy")
-    ax.axhline(0.9, color="0.6", ls="--", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel(block_key.split(".")[-1])
-    ax.set_ylim(0, 1.02)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def report_command(exp_dir: str | Path, *, console: Console) -> None:
-    """Write EXP/report.md with the comparison table, the landscape plot, the trees, the best scatters."""
+def report(exp_dir: str | Path) -> Path:
+    """Write EXP/report.md (comparison table, landscape plot, trees, best scatters); returns its path."""
     exp_dir = Path(exp_dir)
     info, records, running, rows = load_experiment(exp_dir)
     folder = exp_dir / "report"
@@ -196,22 +160,21 @@ def report_command(exp_dir: str | Path, *, console: Console) -> None:
     lines.append(render_table(rows))
     numeric = all(isinstance(r["value"], int | float) for r in rows)
     if numeric and records:
-        _landscape(rows, folder / "landscape.png", info["block_key"])
+        save_figure(lambda ax: plot_landscape(ax, rows, info["block_key"]), folder / "landscape.png", (6, 4))
         lines.append("\n![best R2 and cluster accuracy per block](report/landscape.png)\n")
-    nodes = group_nodes(records)
     best = best_records(records, rows)
     for r in rows:
         label = r["block"]
         lines.append(f"\n## {label}\n\n")
-        if label not in nodes:
+        if not r["trials"]:
             lines.append("No completed trial.\n")
             continue
-        tree_png = exp_dir / "trees" / f"{label}.png"
-        save_tree_plot(nodes[label], tree_png, label)
-        lines.append(f"![tree of {label}](trees/{label}.png)\n\n")
         ucb = exp_dir / "ucb" / f"{label}.txt"
-        if ucb.is_file():
-            lines.append("```\n" + ucb.read_text().rstrip() + "\n```\n\n")
+        if ucb.is_file():  # the tree as the searcher holds it (the journal writes its text)
+            text = ucb.read_text()
+            save_tree_plot(text, exp_dir / "trees" / f"{label}.png", label)
+            lines.append(f"![tree of {label}](trees/{label}.png)\n\n")
+            lines.append("```\n" + text.rstrip() + "\n```\n\n")
         rec = best.get(label)
         if rec is None:
             continue
@@ -223,4 +186,4 @@ def report_command(exp_dir: str | Path, *, console: Console) -> None:
             lines.append(f"![W scatter of {label}]({os.path.relpath(scatter, exp_dir)})\n")
     path = exp_dir / "report.md"
     path.write_text("".join(lines))
-    console.print(f"wrote {path}")
+    return path

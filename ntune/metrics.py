@@ -19,21 +19,20 @@
 * ``rollout_scores``: test_R2 (mean over snapshots every ``every`` steps of the cross-neuron coefficient
   of determination 1 - SS_res / SS_tot of the learned trajectory against the true one; can be
   negative) and test_pearson (mean over neurons of the Pearson r of the traces).
-* ``classify`` and ``score`` as the searcher reads them.
+* ``classify`` and ``score``: re-exported from :mod:`searchers.objective` (the one definition).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-DEFAULT_WEIGHTS = {"connectivity_R2": 0.6, "cluster_accuracy": 0.4}
-DEFAULT_THRESHOLDS = {"connectivity_R2": 0.9, "cluster_accuracy": 0.9}
-FAIL_THRESHOLD = 0.1
+from searchers.objective import classify, score
+
+__all__ = ["classify", "score"]  # re-exported: the trainer reads them from here
+
 BAND_FRACTION = 0.1
 BAND_THRESHOLD = 0.2
 
@@ -155,41 +154,3 @@ def rollout_scores(pred: np.ndarray, true: np.ndarray, every: int = 10) -> tuple
     ok = norm > 0
     test_pearson = float(np.mean((dp * dt).sum(axis=0)[ok] / norm[ok])) if ok.any() else math.nan
     return test_R2, test_pearson
-
-
-def _value(metrics: Mapping[str, Any], key: str) -> float:
-    """Metric as a float in [0, 1]; missing, NaN or non-numeric -> 0."""
-    try:
-        v = float(metrics.get(key, math.nan))
-    except (TypeError, ValueError):
-        return 0.0
-    return min(max(v, 0.0), 1.0) if math.isfinite(v) else 0.0
-
-
-def classify(metrics: Mapping[str, Any], thresholds: Mapping[str, float] | None = None) -> str:
-    """converged / partial-W / partial-E / partial / failed (DESIGN.md); one threshold: converged/partial/failed.
-
-    With two objectives the first key is W (``-W``) and the second the embedding (``-E``). A diverged run
-    is ``failed``.
-    """
-    thresholds = dict(thresholds or DEFAULT_THRESHOLDS)
-    if metrics.get("status") == "diverged":
-        return "failed"
-    values = {k: _value(metrics, k) for k in thresholds}
-    good = [values[k] > t for k, t in thresholds.items()]
-    if all(good):
-        return "converged"
-    if all(v < FAIL_THRESHOLD for v in values.values()):
-        return "failed"
-    if len(good) == 2 and good[0]:
-        return "partial-W"
-    if len(good) == 2 and good[1]:
-        return "partial-E"
-    return "partial"
-
-
-def score(metrics: Mapping[str, Any], weights: Mapping[str, float] | None = None) -> float:
-    """Weighted sum of metrics clipped to [0, 1]; a diverged run scores 0."""
-    if metrics.get("status") == "diverged":
-        return 0.0
-    return float(sum(w * _value(metrics, k) for k, w in (weights or DEFAULT_WEIGHTS).items()))

@@ -1,11 +1,14 @@
 """Figures (matplotlib, Agg-safe): every function draws on a given ``ax`` and returns nothing.
 
 The caller owns the figure (``fig, ax = plt.subplots(); plot_x(ax, ...); fig.savefig(...)``), so
-the same functions serve the CLI, the study journal and the notebooks.
+the same functions serve the CLI, the study journal, the report and the notebooks; ``save_figure``
+does the figure bookkeeping for file output.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -125,3 +128,74 @@ def plot_loss(ax: Axes, losses: np.ndarray, names: tuple[str, ...]) -> None:
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.legend(fontsize=7)
+
+
+def plot_tree(ax: Axes, nodes: list[tuple[int, int | None, float, str]], title: str = "") -> None:
+    """Draw one block's tree from (id, parent, mean score, mutation) rows: depth down, colour = score."""
+    by_id = {n[0]: n for n in nodes}
+    depth: dict[int, int] = {}
+
+    def _depth(n: int) -> int:
+        if n not in depth:
+            p = by_id[n][1]
+            depth[n] = 0 if p is None or p not in by_id else _depth(p) + 1
+        return depth[n]
+
+    order = sorted(by_id, key=lambda n: (_depth(n), n))
+    x_at: dict[int, float] = {}
+    for d in sorted(set(depth.values())):
+        level = [n for n in order if depth[n] == d]
+        for k, n in enumerate(level):
+            x_at[n] = (k + 1) / (len(level) + 1)
+    for n in order:
+        p = by_id[n][1]
+        if p is not None and p in x_at:
+            ax.plot([x_at[p], x_at[n]], [-depth[p], -depth[n]], color="0.6", lw=1, zorder=1)
+    xs = [x_at[n] for n in order]
+    ys = [-depth[n] for n in order]
+    colors = [by_id[n][2] for n in order]
+    sc = ax.scatter(xs, ys, c=colors, cmap="viridis", vmin=0, vmax=1, s=160, zorder=2, edgecolors="k")
+    for n in order:
+        mutation = by_id[n][3]
+        label = mutation.split(":")[0] if mutation else "root"
+        ax.annotate(
+            f"{n}\n{label}",
+            (x_at[n], -depth[n]),
+            textcoords="offset points",
+            xytext=(0, 10),
+            ha="center",
+            fontsize=7,
+        )
+    ax.figure.colorbar(sc, ax=ax, label="mean score")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_ylabel("depth")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(min(ys, default=0) - 0.7, 0.9)
+
+
+def plot_landscape(ax: Axes, rows: list[dict[str, Any]], block_key: str) -> None:
+    """Best connectivity R^2 and cluster accuracy per block value (log x axis), 0.9 line."""
+    xs = [float(r["value"]) for r in rows]
+    ax.plot(xs, [r["best_R2"] for r in rows], "o-", label="best connectivity R$^2$")
+    ax.plot(xs, [r["best_cluster"] for r in rows], "s-", label="best cluster accuracy")
+    ax.axhline(0.9, color="0.6", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel(block_key.split(".")[-1])
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right")
+
+
+def save_figure(draw: Callable[[Axes], None], path: Path, figsize: tuple[float, float] = (7, 4)) -> None:
+    """Make a figure, ``draw(ax)`` on it, write it to ``path`` (folders created), close it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize)
+    draw(ax)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -2,8 +2,10 @@
 
 A record is one line of ``trials.jsonl`` (see :mod:`ntune.journal`): the trial's search record
 (block, node, parent, strategy, mutation, run, seed), its searched parameters, final metrics,
-status (ok / diverged / error / incomplete), score and classification under the study's objective,
-and its complete config. Pure Python over plain dicts; no Ray.
+status (ok / diverged / error / incomplete), score and classification under the study's objective
+(:mod:`searchers.objective`), and its complete config. Pure Python over plain dicts; no Ray.
+The aggregates (nodes, block rows, mutation effects) live in :class:`ntune.ledger.Ledger`, which
+keeps them incrementally; the functions here are its batch form.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ntune.config import get_dotted
-from ntune.metrics import classify as metric_classify
-from ntune.metrics import score as metric_score
+from ntune.ledger import Ledger
+from searchers.objective import classify, score
 
 SEARCH_KEY = "_search"
 METRIC_KEYS = (
@@ -81,16 +83,6 @@ def _num(x: Any) -> float:
     return x
 
 
-def classify(metrics: dict[str, Any], thresholds: dict[str, float], status: str) -> str:
-    """converged / partial-W / partial-E / partial / failed under the study's thresholds; not ok -> failed."""
-    return "failed" if status != "ok" else metric_classify(metrics, thresholds)
-
-
-def score(metrics: dict[str, Any], weights: dict[str, float], status: str) -> float:
-    """sum of weight * metric clipped to [0, 1]; an error, divergence or NaN scores 0."""
-    return 0.0 if status != "ok" else metric_score(metrics, weights)
-
-
 def make_record(
     info: dict[str, Any],
     trial_id: str,
@@ -111,6 +103,7 @@ def make_record(
         status = str(result.get("status", "ok"))
     metrics = {k: _num(result.get(k)) for k in METRIC_KEYS}
     objective = info["study"]["objective"]
+    judged = {**metrics, "status": "ok" if status == "ok" else "error"}  # anything but ok fails
     return {
         "event": "complete",
         "trial_id": trial_id,
@@ -122,8 +115,8 @@ def make_record(
         "search": search,
         "params": {k: get_dotted(plain, k) for k in info["study"]["space"]},
         "metrics": metrics,
-        "score": score(metrics, objective["weights"], status),
-        "classification": classify(metrics, objective["thresholds"], status),
+        "score": score(judged, objective["weights"]),
+        "classification": classify(judged, objective["thresholds"]),
         "trial_dir": str(result.get("trial_dir", "")),
         "config": plain,
     }
@@ -137,95 +130,28 @@ def fmt(v: Any, digits: int = 4) -> str:
 
 
 def group_nodes(records: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
-    """block -> node id -> {parent, mutation, params, runs (records), mean_score, converged, best}."""
-    blocks: dict[str, dict[int, dict[str, Any]]] = {}
+    """block -> node id -> {id, parent, mutation, params, runs (records), mean_score, n_converged, best, robust}."""
+    blocks: dict[str, None] = {}
     for rec in records:
-        node_id = int(rec["search"].get("node", -1))
-        node = blocks.setdefault(rec["block"], {}).setdefault(
-            node_id,
-            {
-                "id": node_id,
-                "parent": rec["search"].get("parent"),
-                "mutation": rec["search"].get("mutation", ""),
-                "params": rec["params"],
-                "runs": [],
-            },
-        )
-        node["runs"].append(rec)
-    for nodes in blocks.values():
-        for node in nodes.values():
-            runs = node["runs"]
-            node["mean_score"] = sum(r["score"] for r in runs) / len(runs)
-            node["n_converged"] = sum(r["classification"] == "converged" for r in runs)
-            node["best"] = max(runs, key=lambda r: r["score"])
-    return blocks
+        blocks.setdefault(rec["block"])
+    info = {"study": {"blocks": {"b": []}, "robustness_repeats": 10**9, "n_iter_block": 1}, "block_key": "b"}
+    ledger = Ledger(info).extend(records)
+    return {label: ledger.nodes(label) for label in blocks}
 
 
 def block_summary(
     info: dict[str, Any], records: list[dict[str, Any]], running: dict[str, str] | None = None
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """One row per block: the sparsity comparison table of memory.md, ``ntune status`` and summary.csv."""
-    study = info["study"]
-    repeats = study["robustness_repeats"]
-    nodes_by_block = group_nodes(records)
-    rows = []
-    for value in study["blocks"][info["block_key"]]:
-        label = block_label(info["block_key"], value)
-        nodes = nodes_by_block.get(label, {})
-        recs = [r for r in records if r["block"] == label]
-        for node in nodes.values():
-            node["robust"] = len(node["runs"]) >= repeats and node["n_converged"] == len(node["runs"])
-        robust = [n for n in nodes.values() if n["robust"]]
-        pick = max(robust or list(nodes.values()), key=lambda n: n["mean_score"], default=None)
-        best = pick["best"] if pick else None
-        n_run = sum(1 for b in (running or {}).values() if b == label)
-        done = len(recs)
-        state = "done" if done >= study["n_iter_block"] else ("running" if n_run else "open")
-        rows.append(
-            {
-                "block": label,
-                "value": value,
-                "trials": done,
-                "budget": study["n_iter_block"],
-                "running": n_run,
-                "converged": sum(r["classification"] == "converged" for r in recs),
-                "failed": sum(r["status"] != "ok" for r in recs),
-                "best_R2": max(
-                    (r["metrics"]["connectivity_R2"] for r in recs if r["status"] == "ok"), default=math.nan
-                ),
-                "best_cluster": max(
-                    (r["metrics"]["cluster_accuracy"] for r in recs if r["status"] == "ok"), default=math.nan
-                ),
-                "best_score": best["score"] if best else math.nan,
-                "robust": bool(robust),
-                "best_node": pick["id"] if pick else None,
-                "best_trial": best["trial_id"] if best else None,
-                "L1": get_dotted(best["config"], "training.coeff_W_L1") if best else None,
-                "lr_W": get_dotted(best["config"], "training.learning_rate_W_start") if best else None,
-                "state": state,
-            }
-        )
-    return rows
+    ledger = Ledger(info).extend(records)
+    ledger.running = dict(running or {})
+    return ledger.rows()
 
 
 def mutation_effects(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """parameter -> {n, improved, mean_delta}: child node mean score minus its parent's, over all blocks."""
-    effects: dict[str, dict[str, float]] = {}
-    for nodes in group_nodes(records).values():
-        for node in nodes.values():
-            parent = nodes.get(node["parent"]) if node["parent"] is not None else None
-            if parent is None or not node["mutation"] or ":" not in node["mutation"]:
-                continue
-            name = node["mutation"].split(":")[0].strip()
-            delta = node["mean_score"] - parent["mean_score"]
-            e = effects.setdefault(name, {"n": 0, "improved": 0, "sum": 0.0})
-            e["n"] += 1
-            e["improved"] += delta > 0
-            e["sum"] += delta
-    return {
-        k: {"n": e["n"], "improved": e["improved"], "mean_delta": e["sum"] / e["n"]}
-        for k, e in effects.items()
-    }
+    info = {"study": {"blocks": {"b": []}, "robustness_repeats": 1, "n_iter_block": 1}, "block_key": "b"}
+    return Ledger(info).extend(records).effects()
 
 
 def study_info(study: Any, base: dict[str, Any]) -> dict[str, Any]:

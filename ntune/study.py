@@ -25,8 +25,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from ntune.config import ConfigError, config_from_dict, dump_config, format_validation_error
-from ntune.journal import Journal, JournalCallback
-from ntune.records import SEARCH_KEY, block_summary, fmt, read_info, read_trials, study_info
+from ntune.journal import Journal
+from ntune.records import SEARCH_KEY, fmt, make_record, read_info, read_trials, study_info
 from ntune.study_config import StudyConfig, load_study
 
 PROGRESS_EVERY_S = 30.0  # seconds between per-block progress lines while trials run
@@ -131,11 +131,42 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
     return ntune_trial
 
 
-class ConsoleProgress(Callback):
-    """Tune callback printing one line per finished trial and the per-block progress whenever it changes."""
+class JournalCallback(Callback):
+    """Tune callback on the driver: feeds the journal (records in memory; files appended, never re-read)."""
 
-    def __init__(self, exp_dir: Path) -> None:
-        self.exp_dir = exp_dir
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.journal.start(trial.trial_id, trial.config)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = dict(trial.last_result or {}, trial_dir=trial.path or "")
+        self.journal.complete(make_record(self.journal.info, trial.trial_id, trial.config, result))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        text = "error"
+        if trial.error_file and Path(trial.error_file).is_file():
+            text = Path(trial.error_file).read_text()[-2000:]
+        result = dict(trial.last_result or {}, trial_dir=trial.path or "")
+        rec = make_record(self.journal.info, trial.trial_id, trial.config, result, error=text)
+        self.journal.complete(rec)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.journal.tick()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.journal.flush()
+
+
+class ConsoleProgress(Callback):
+    """Tune callback printing one line per finished trial and the per-block progress whenever it changes.
+
+    A view of the journal's records in memory (it reads no file).
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
         self._last = 0.0
         self._shown: list[str] = []
 
@@ -144,13 +175,11 @@ class ConsoleProgress(Callback):
 
     def _blocks(self) -> None:
         """One line per block, printed only when some block's progress changed since the last print."""
-        info = read_info(self.exp_dir)
-        records, running = read_trials(self.exp_dir)
         lines = [
             f"  {escape(r['block'])}: {r['trials']}/{r['budget']} done, {r['running']} running, "
             f"best R2 {fmt(r['best_R2'])}, best cluster {fmt(r['best_cluster'])}"
             + (", robust" if r["robust"] else "")
-            for r in block_summary(info, records, running)
+            for r in self.journal.ledger.rows()
         ]
         self._last = time.monotonic()
         if lines != self._shown:
@@ -158,8 +187,8 @@ class ConsoleProgress(Callback):
             self._print("\n".join(lines))
 
     def _trial_done(self, trial_id: str) -> None:
-        records, _ = read_trials(self.exp_dir)
-        rec = next((r for r in records if r["trial_id"] == trial_id), None)
+        records = self.journal.ledger.records
+        rec = records.get(trial_id)
         if rec is None:
             return
         s, m = rec["search"], rec["metrics"]
@@ -244,7 +273,6 @@ def _prepare_dir(exp_dir: Path, info: dict[str, Any], fresh: bool, console: Cons
                 "or pass --fresh (start over) or --name (another experiment)"
             )
         console.print(f"resuming experiment {exp_dir} (pass --fresh to start over)")
-        Journal(exp_dir).resumed()
         return True
     if exp_dir.exists():
         console.print(
@@ -283,6 +311,9 @@ def run_command(
     from ray.tune.search import ConcurrencyLimiter
 
     resume = _prepare_dir(exp_dir, info, fresh, console)
+    info = json.loads(json.dumps(info))  # as study.json holds it; the journal never reads that file again
+    if resume:  # Tuner.restore unpickles the callbacks with their journal, which then loads its records
+        Journal.mark_resumed(exp_dir)
     started = _start_ray(address, console)
     try:
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(study.max_concurrent_trials)
@@ -301,6 +332,7 @@ def run_command(
         if resume:
             tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
         else:
+            journal = Journal(exp_dir, searcher, info=info)
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
@@ -318,7 +350,7 @@ def run_command(
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     # trial files must reach storage also from reused actors and remote nodes
                     sync_config=tune.SyncConfig(sync_artifacts=True),
-                    callbacks=[JournalCallback(exp_dir, searcher), ConsoleProgress(exp_dir)],
+                    callbacks=[JournalCallback(journal), ConsoleProgress(journal)],
                     verbose=0,
                 ),
             )
@@ -332,7 +364,7 @@ def run_command(
 
 
 def _finish(exp_dir: Path, study: StudyConfig, console: Console) -> int:
-    from ntune.export import export_command, status_command
+    from ntune.commands import export_command, status_command
 
     records, _ = read_trials(exp_dir)
     status_command(exp_dir, console=console)

@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from searchers.objective import FAILED_STATUSES, metric_value
 from searchers.space import FACTOR_RANGE, Domain, Mutation, mutate_one
-from searchers.tree import FAILED_STATUSES, Node, Tree, metric_value
+from searchers.tree import Node, Tree
 
 STRATEGIES = ("root", "retry", "robustness-test", "failure-probe", "explore", "transfer", "exploit")
 PROBE_AFTER = 3  # consecutive converged runs in the block before a failure probe

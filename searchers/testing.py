@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from ray.tune.search import Searcher
 
-from searchers.tree import score
+from searchers.objective import score
 from searchers.ucb import SEARCH_KEY, UCBTreeSearcher, get_dotted
 
 SPACE: dict[str, dict[str, Any]] = {

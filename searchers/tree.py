@@ -1,7 +1,6 @@
 """One block's search tree: nodes are distinct configs holding runs; UCB over subtree visits.
 
-Pure Python (no Ray). Scores and classifications are generic: they read only the metric names
-given as ``weights`` and ``thresholds``.
+Pure Python (no Ray). Scores and classifications come from :mod:`searchers.objective`.
 """
 
 from __future__ import annotations
@@ -11,53 +10,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from searchers.objective import default_weights, metric_value
 from searchers.space import config_key
 
 FORMULAS = ("ucb", "puct")
-FAILED_STATUSES = ("diverged", "error", "missing", "unknown")
-FAIL_LEVEL = 0.1
-SUFFIX = {"connectivity_R2": "W", "cluster_accuracy": "E"}
-
-
-def metric_value(metrics: Mapping[str, Any], name: str) -> float:
-    """A metric as a float, NaN when missing or not a number."""
-    value = metrics.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return math.nan
-    return float(value)
-
-
-def score(metrics: Mapping[str, Any] | None, weights: Mapping[str, float]) -> float:
-    """Sum of weight x metric, each metric clipped to [0, 1]; failed, diverged, missing or NaN -> 0."""
-    if not metrics or metrics.get("status") in FAILED_STATUSES:
-        return 0.0
-    total = 0.0
-    for name, weight in weights.items():
-        value = metric_value(metrics, name)
-        total += weight * (0.0 if math.isnan(value) else min(max(value, 0.0), 1.0))
-    return total
-
-
-def classify(metrics: Mapping[str, Any] | None, thresholds: Mapping[str, float]) -> str:
-    """converged / partial-<X> / partial / failed from the thresholds.
-
-    Two objectives: converged (both above), partial-W or partial-E (only the first or second above;
-    the suffix is W/E for connectivity_R2/cluster_accuracy, else the metric name), failed (both below
-    0.1), partial otherwise. One objective (or more than two): converged above, failed below 0.1.
-    """
-    if not metrics or metrics.get("status") in FAILED_STATUSES:
-        return "failed"
-    values = {name: metric_value(metrics, name) for name in thresholds}
-    above = [not math.isnan(v) and v > thresholds[name] for name, v in values.items()]
-    below = [math.isnan(v) or v < FAIL_LEVEL for v in values.values()]
-    if all(above):
-        return "converged"
-    if all(below):
-        return "failed"
-    if len(thresholds) == 2 and any(above):
-        name = list(thresholds)[above.index(True)]
-        return f"partial-{SUFFIX.get(name, name)}"
-    return "partial"
 
 
 @dataclass
@@ -122,7 +78,7 @@ class Tree:
         self.ucb_c = float(ucb_c)
         self.formula = formula
         self.robustness_repeats = int(robustness_repeats)
-        self.weights = dict(weights or {"connectivity_R2": 0.6, "cluster_accuracy": 0.4})
+        self.weights = dict(weights or default_weights())
         self.nodes: dict[int, Node] = {}
         self.keys: dict[tuple[tuple[str, str], ...], int] = {}
         self.trials: dict[str, int] = {}  # trial_id -> node id, pending and completed

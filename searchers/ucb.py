@@ -19,9 +19,10 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from searchers.dotted import get_dotted, set_dotted
+from searchers.objective import classify, default_weights, metric_value, score
 from searchers.policy import BlockState, Decision, decide, record
 from searchers.space import Domain, parse_space
-from searchers.tree import FORMULAS, Tree, classify, metric_value, score
+from searchers.tree import FORMULAS, Tree
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +72,7 @@ class UCBTreeSearcher(Searcher):
         )
         _check(len(set(map(repr, values))) == len(values), "blocks values", "distinct", values)
         _check(self.block_key not in self.space, "blocks key", "a key outside the space", self.block_key)
-        self.weights = dict(
-            weights if weights is not None else {"connectivity_R2": 0.6, "cluster_accuracy": 0.4}
-        )
+        self.weights = dict(weights if weights is not None else default_weights())
         _check(
             bool(self.weights) and all(isinstance(w, (int, float)) and w >= 0 for w in self.weights.values()),
             "weights",

@@ -84,7 +84,7 @@ def make_experiment(exp_dir: Path, n: int = len(TRIALS)) -> dict[str, Any]:
     info = study_info(study, base)
     exp_dir.mkdir(parents=True, exist_ok=True)
     (exp_dir / "study.json").write_text(json.dumps(info))
-    journal = Journal(exp_dir, FakeSearcher())
+    journal = Journal(exp_dir, FakeSearcher(), tree_every_s=0.0)
     for k, spec in enumerate(TRIALS[:n]):
         trial_id, config, result, error = trial(k, spec, info)
         journal.start(trial_id, config)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from study_fakes import TRIALS, FakeSearcher, make_experiment, trial
 
-from ntune.journal import Journal, diagnosis_words, render_memory
+from ntune.journal import Journal
+from ntune.render import diagnosis_words, render_memory
 from ntune.records import block_summary, group_nodes, make_record, mutation_effects, read_info, read_trials
 
 

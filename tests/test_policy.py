@@ -18,7 +18,8 @@ from searchers.policy import (
     record,
 )
 from searchers.space import parse_space
-from searchers.tree import Tree, classify, score
+from searchers.objective import classify, score
+from searchers.tree import Tree
 
 SPACE = parse_space(
     {

@@ -87,7 +87,7 @@ def _tree_nodes(exp_dir: Path) -> dict[str, list[tuple[int, str, int]]]:
 
 
 def test_tiny_study_journal_and_export(tmp_path: Path, ray_session: None) -> None:
-    from ntune.export import export_command
+    from ntune.commands import export_command
     from ntune.study import run_command
     from ntune.train import train_command
 

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from searchers.tree import Tree, classify, score
+from searchers.objective import classify, score
+from searchers.tree import Tree
 
 
 def _tree(formula: str) -> Tree:

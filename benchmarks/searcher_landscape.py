@@ -20,8 +20,8 @@ from typing import Any
 
 import optuna
 
-from searchers.space import parse_space
 from searchers.objective import classify, score
+from searchers.space import parse_space
 from searchers.ucb import SEARCH_KEY, UCBTreeSearcher, get_dotted
 
 SWEEP_C = (0.05, 0.1, 0.3, 0.7, 1.414)

@@ -138,7 +138,9 @@ class Journal:
     def start(self, trial_id: str, config: dict[str, Any]) -> None:
         """Record that a trial started (so status can count running trials)."""
         block = (config.get(SEARCH_KEY) or {}).get("block")
-        self._append("trials.jsonl", json.dumps({"event": "start", "trial_id": trial_id, "block": block}) + "\n")
+        self._append(
+            "trials.jsonl", json.dumps({"event": "start", "trial_id": trial_id, "block": block}) + "\n"
+        )
         self.ledger.start(trial_id, block or "")
 
     def resumed(self) -> None:

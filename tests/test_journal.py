@@ -8,8 +8,8 @@ from pathlib import Path
 from study_fakes import TRIALS, FakeSearcher, make_experiment, trial
 
 from ntune.journal import Journal
-from ntune.render import diagnosis_words, render_memory
 from ntune.records import block_summary, group_nodes, make_record, mutation_effects, read_info, read_trials
+from ntune.render import diagnosis_words, render_memory
 
 
 def test_analysis_has_one_entry_per_trial_in_log_form(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from searchers.objective import classify, score
 from searchers.policy import (
     GAIN_MARGIN,
     GUIDED_RULES,
@@ -18,7 +19,6 @@ from searchers.policy import (
     record,
 )
 from searchers.space import parse_space
-from searchers.objective import classify, score
 from searchers.tree import Tree
 
 SPACE = parse_space(

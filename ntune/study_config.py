@@ -24,11 +24,10 @@ from ntune.config import (
     read_yaml,
     set_dotted,
 )
+from searchers.objective import default_thresholds, default_weights
+from searchers.space import validate_domain
 
-DOMAIN_TYPES = ("loguniform", "uniform", "int", "choice")
 CONFIG_SECTIONS = ("simulation", "graph_model", "training", "description", "dataset")
-DEFAULT_WEIGHTS = {"connectivity_R2": 0.6, "cluster_accuracy": 0.4}
-DEFAULT_THRESHOLDS = {"connectivity_R2": 0.9, "cluster_accuracy": 0.9}
 OBJECTIVE_METRICS = ("connectivity_R2", "cluster_accuracy", "test_R2", "test_pearson")
 
 
@@ -39,11 +38,9 @@ class _Model(BaseModel):
 class Objective(_Model):
     """score = sum of weight * metric (clipped to [0, 1]); converged when every thresholded metric passes."""
 
-    weights: dict[str, float] = Field(
-        default_factory=lambda: dict(DEFAULT_WEIGHTS), description="metric -> weight."
-    )
+    weights: dict[str, float] = Field(default_factory=default_weights, description="metric -> weight.")
     thresholds: dict[str, float] = Field(
-        default_factory=lambda: dict(DEFAULT_THRESHOLDS),
+        default_factory=default_thresholds,
         description="metric -> value a converged run exceeds.",
     )
 
@@ -61,8 +58,6 @@ class Objective(_Model):
                     raise ValueError(f"{name}.{metric} = {value} must be in [0, 1]")
         if sum(self.weights.values()) <= 0:
             raise ValueError("weights must sum to a positive number")
-        # classification reads the first threshold as W (partial-W) and the second as the embedding
-        self.thresholds = dict(sorted(self.thresholds.items(), key=lambda kv: kv[0] != "connectivity_R2"))
         return self
 
 
@@ -136,15 +131,7 @@ class StudyConfig(_Model):
         if not v:
             raise ValueError("space is empty; give at least one parameter domain")
         for key, dom in v.items():
-            kind = dom.get("type")
-            if kind not in DOMAIN_TYPES:
-                raise ValueError(f"space.{key}.type is {kind!r}; valid types: {', '.join(DOMAIN_TYPES)}")
-            need = ("values",) if kind == "choice" else ("low", "high")
-            missing = [k for k in need if k not in dom]
-            if missing:
-                raise ValueError(
-                    f"space.{key}: a {kind} domain needs {', '.join(need)} (missing {', '.join(missing)})"
-                )
+            validate_domain(key, dom)  # the searcher's domain models: one validation for both
         return v
 
     @property

@@ -1,11 +1,12 @@
 """Parameter domains declared from plain dicts, and the one-parameter mutation of a config.
 
-A space maps dotted config keys to domains::
+A space maps dotted config keys to domains (validated once, by the pydantic models below, which
+the study config uses too; unknown keys are errors)::
 
     {"training.coeff_W_L1": {"type": "loguniform", "low": 1e-7, "high": 1e-3, "allow_zero": True},
      "training.optimizer": {"type": "choice", "values": ["adam", "adamw", "rmsprop", "sgd"]}}
 
-Pure Python: no Ray, no torch, no numpy. Randomness comes from a ``random.Random`` passed in.
+No Ray, no torch, no numpy. Randomness comes from a ``random.Random`` passed in.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import math
 import random
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 DOMAIN_TYPES = ("loguniform", "uniform", "int", "choice")
 FACTOR_RANGE = (1.5, 10.0)
@@ -152,49 +155,130 @@ class Mutation:
     text: str = field(default="")
 
 
-def parse_domain(name: str, spec: Mapping[str, Any]) -> Domain:
-    """Validate one domain dict; ``ValueError`` names the parameter and the allowed values."""
+class _Spec(BaseModel):
+    """A domain as written in a study or passed to a searcher; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default: Any = None
+
+
+class _RangeSpec(_Spec):
+    low: float = Field(strict=True, allow_inf_nan=False)
+    high: float = Field(strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _RangeSpec:
+        if not self.low < self.high:
+            raise ValueError(f"needs low < high, got low={self.low!r}, high={self.high!r}")
+        return self
+
+
+class LogUniformSpec(_RangeSpec):
+    """``{type: loguniform, low > 0, high, allow_zero?, default?}``."""
+
+    type: Literal["loguniform"]
+    allow_zero: bool = False
+
+    @model_validator(mode="after")
+    def _positive(self) -> LogUniformSpec:
+        if self.low <= 0:
+            raise ValueError(f"low must be > 0 for a loguniform domain, got {self.low!r}")
+        return self
+
+
+class UniformSpec(_RangeSpec):
+    """``{type: uniform, low, high, default?}``."""
+
+    type: Literal["uniform"]
+
+
+class IntSpec(_RangeSpec):
+    """``{type: int, low, high (integers), log?, default?}``."""
+
+    type: Literal["int"]
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _integral(self) -> IntSpec:
+        if int(self.low) != self.low or int(self.high) != self.high or (self.log and self.low <= 0):
+            raise ValueError(f"int bounds must be integers (low > 0 when log), got {self.low}, {self.high}")
+        return self
+
+
+class ChoiceSpec(_Spec):
+    """``{type: choice, values: [distinct, ...], default?}``."""
+
+    type: Literal["choice"]
+    values: list[Any] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ChoiceSpec:
+        if len(set(map(repr, self.values))) != len(self.values):
+            raise ValueError(f"values must be distinct, got {self.values!r}")
+        return self
+
+
+DomainSpec = Annotated[LogUniformSpec | UniformSpec | IntSpec | ChoiceSpec, Field(discriminator="type")]
+_SPEC = TypeAdapter(DomainSpec)
+_KEYS = {
+    cls.model_fields["type"].annotation.__args__[0]: sorted(cls.model_fields)
+    for cls in DomainSpec.__args__[0].__args__
+}  # type: ignore[attr-defined]
+
+
+def _spec_error(err: ValidationError, spec: Mapping[str, Any]) -> str:
+    """One line per problem of a domain dict, in the words a study author needs."""
+    kind = spec.get("type")
+    out = []
+    for e in err.errors():
+        where = ".".join(str(x) for x in e["loc"][1:]) or "type"
+        if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            out.append(f"type must be one of the valid types {DOMAIN_TYPES}, got {kind!r}")
+        elif e["type"] == "extra_forbidden":
+            out.append(f"unknown key {where!r}; allowed keys are {_KEYS.get(kind, [])}")
+        elif e["type"] == "missing":
+            out.append(
+                f"a {kind} domain needs {', '.join(k for k in ('low', 'high', 'values') if k in _KEYS.get(kind, []))} (missing {where})"
+            )
+        elif e["type"] == "too_short":
+            out.append(f"{where} must be a non-empty list, got {e['input']!r}")
+        elif e["type"] == "value_error":
+            out.append(str(e["ctx"]["error"]))
+        elif where in ("low", "high"):
+            out.append(f"{where} must be a finite number, got {e['input']!r}")
+        else:
+            out.append(f"{where}: {e['msg']}, got {e['input']!r}")
+    return "; ".join(out)
+
+
+def validate_domain(name: str, spec: Any) -> DomainSpec:
+    """The validated spec of one domain dict; ``ValueError`` names the parameter (``space['name']``)."""
+    if isinstance(spec, _Spec):
+        return spec  # type: ignore[return-value]
     if not isinstance(spec, Mapping):
         raise ValueError(f"space[{name!r}] must be a dict with a 'type' in {DOMAIN_TYPES}, got {spec!r}")
-    kind = spec.get("type")
-    if kind not in DOMAIN_TYPES:
-        raise ValueError(f"space[{name!r}].type must be one of {DOMAIN_TYPES}, got {kind!r}")
-    allowed = {"type", "default"} | ({"values"} if kind == "choice" else {"low", "high", "allow_zero", "log"})
-    unknown = sorted(set(spec) - allowed)
-    if unknown:
-        raise ValueError(f"space[{name!r}] has unknown keys {unknown}; allowed keys are {sorted(allowed)}")
-    if kind == "choice":
-        values = spec.get("values")
-        if not isinstance(values, (list, tuple)) or not values:
-            raise ValueError(f"space[{name!r}].values must be a non-empty list, got {values!r}")
-        if len(set(map(repr, values))) != len(values):
-            raise ValueError(f"space[{name!r}].values must be distinct, got {values!r}")
-        domain = Domain(name=name, type=kind, values=tuple(values), default=spec.get("default"))
+    try:
+        return _SPEC.validate_python(dict(spec))
+    except ValidationError as err:
+        raise ValueError(f"space[{name!r}]: {_spec_error(err, spec)}") from None
+
+
+def parse_domain(name: str, spec: Any) -> Domain:
+    """Validate one domain (dict or spec model) and build its :class:`Domain`."""
+    valid = validate_domain(name, spec)
+    if isinstance(valid, ChoiceSpec):
+        domain = Domain(name=name, type="choice", values=tuple(valid.values), default=valid.default)
     else:
-        low, high = spec.get("low"), spec.get("high")
-        for label, bound in (("low", low), ("high", high)):
-            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound):
-                raise ValueError(f"space[{name!r}].{label} must be a finite number, got {bound!r}")
-        if not low < high:
-            raise ValueError(f"space[{name!r}] needs low < high, got low={low!r}, high={high!r}")
-        if kind == "loguniform" and low <= 0:
-            raise ValueError(f"space[{name!r}].low must be > 0 for a loguniform domain, got {low!r}")
-        log = bool(spec.get("log", False))
-        if kind == "int" and (int(low) != low or int(high) != high or (log and low <= 0)):
-            raise ValueError(
-                f"space[{name!r}] int bounds must be integers (low > 0 when log), got {low}, {high}"
-            )
-        allow_zero = bool(spec.get("allow_zero", False))
-        if allow_zero and kind != "loguniform":
-            raise ValueError(f"space[{name!r}].allow_zero is only allowed for type 'loguniform'")
+        is_int = isinstance(valid, IntSpec)
         domain = Domain(
             name=name,
-            type=kind,
-            low=float(low) if kind != "int" else int(low),
-            high=float(high) if kind != "int" else int(high),
-            allow_zero=allow_zero,
-            log=log,
-            default=spec.get("default"),
+            type=valid.type,
+            low=int(valid.low) if is_int else float(valid.low),
+            high=int(valid.high) if is_int else float(valid.high),
+            allow_zero=isinstance(valid, LogUniformSpec) and valid.allow_zero,
+            log=isinstance(valid, IntSpec) and valid.log,
+            default=valid.default,
         )
     if domain.default is not None and not domain.contains(domain.default):
         raise ValueError(f"space[{name!r}].default={domain.default!r} lies outside the domain")

@@ -34,7 +34,7 @@ PARAMS = {
         ({"type": "loguniform", "low": 0.0, "high": 1.0}, "> 0"),
         ({"type": "choice", "values": []}, "non-empty"),
         ({"type": "choice", "values": ["a", "a"]}, "distinct"),
-        ({"type": "gaussian", "low": 0, "high": 1}, "('loguniform', 'uniform', 'int', 'choice')"),
+        ({"type": "gaussian", "low": 0, "high": 1}, "valid types ('loguniform', 'uniform', 'int', 'choice')"),
         ({"type": "uniform", "low": 0, "high": 1, "default": 3}, "outside"),
         ({"type": "uniform", "low": 0, "high": 1, "allow_zero": True}, "allow_zero"),
         ({"type": "uniform", "low": 0, "hi": 1}, "allowed keys"),

@@ -89,6 +89,18 @@ def test_shipped_study_settings() -> None:
             "-1.0",
         ),
         ({"objective": {"weights": {"R2": 1.0}}}, "unknown metric 'R2'"),
+        (
+            {
+                "space": {
+                    "training.coeff_W_L1": {"type": "loguniform", "low": 1e-7, "high": 1e-3, "log": True}
+                }
+            },
+            "space['training.coeff_W_L1']: unknown key 'log'",
+        ),
+        (
+            {"space": {"training.batch_size": {"type": "int", "low": 1, "high": 8, "step": 2}}},
+            "unknown key 'step'",
+        ),
         ({"formula": "bandit"}, "formula"),
         ({"name": "a/b"}, "name"),
         ({"set": ["training.n_epoch=2"]}, "training.n_epoch"),

@@ -1,0 +1,82 @@
+"""The one objective: score and classification by metric name, defaults, failed statuses."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from searchers.objective import DEFAULT_THRESHOLDS, DEFAULT_WEIGHTS, FAILED_STATUSES, classify, score
+
+
+def test_defaults() -> None:
+    assert DEFAULT_WEIGHTS == {"connectivity_R2": 0.6, "cluster_accuracy": 0.4}
+    assert DEFAULT_THRESHOLDS == {"connectivity_R2": 0.9, "cluster_accuracy": 0.9}
+
+
+def test_score_clips_and_zeroes_failures() -> None:
+    assert score({"connectivity_R2": 0.5, "cluster_accuracy": 1.2}) == 0.6 * 0.5 + 0.4 * 1.0
+    assert score({"connectivity_R2": -0.3, "cluster_accuracy": math.nan}) == 0.0
+    assert score({"connectivity_R2": 0.5}, {"connectivity_R2": 1.0}) == 0.5
+    for status in FAILED_STATUSES:
+        assert score({"connectivity_R2": 1.0, "cluster_accuracy": 1.0, "status": status}) == 0.0
+    assert score(None) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("r2", "cluster", "expected"),
+    [
+        (0.95, 0.95, "converged"),
+        (0.95, 0.5, "partial-W"),
+        (0.5, 0.95, "partial-E"),
+        (0.5, 0.5, "partial"),
+        (0.05, 0.05, "failed"),
+        (math.nan, 0.05, "failed"),
+    ],
+)
+def test_classify_reads_the_metric_names_not_their_order(r2: float, cluster: float, expected: str) -> None:
+    metrics = {"connectivity_R2": r2, "cluster_accuracy": cluster}
+    assert classify(metrics, {"connectivity_R2": 0.9, "cluster_accuracy": 0.9}) == expected
+    assert classify(metrics, {"cluster_accuracy": 0.9, "connectivity_R2": 0.9}) == expected
+
+
+def test_classify_one_objective_and_failed_status() -> None:
+    one = {"connectivity_R2": 0.9}
+    assert classify({"connectivity_R2": 0.95}, one) == "converged"
+    assert classify({"connectivity_R2": 0.5}, one) == "partial"
+    assert classify({"connectivity_R2": 0.05}, one) == "failed"
+    assert classify({"connectivity_R2": 0.95, "status": "diverged"}, one) == "failed"
+
+
+def test_trainer_and_searcher_share_the_objective() -> None:
+    import ntune.metrics
+    import searchers
+    import searchers.tree
+
+    assert ntune.metrics.classify is classify and ntune.metrics.score is score
+    assert searchers.classify is classify
+    assert not hasattr(searchers.tree, "classify")
+
+
+def test_status_export_report_import_no_ray(tmp_path: Path) -> None:
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from typer.testing import CliRunner
+from study_fakes import make_experiment
+from ntune.cli import app
+exp = Path({str(tmp_path / "exp")!r})
+make_experiment(exp)
+for args in (["status", str(exp)], ["export", str(exp)], ["report", str(exp)]):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+assert (exp / "report.md").is_file() and (exp / "best").is_dir()
+print("ray" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -9,9 +9,9 @@ Files in the experiment folder:
   the last one counts.
 * ``analysis.md``: one entry per completed trial, in the seeds' log form (append-only).
 * ``memory.md``: sparsity comparison table, what each parameter's mutations did, each block's state.
-* ``ucb/<block>.txt`` (the searcher's tree text) and ``trees/<block>.png`` (a plot of that text):
-  both from the searcher's state, written at most every ``tree_every_s`` seconds per block and on
-  ``flush``.
+* ``ucb/<block>.txt`` (the searcher's tree text, written at most every ``tree_every_s`` seconds per
+  block and on ``flush``) and ``trees/<block>.png`` (a plot of that text, written on ``flush``: at
+  the end of a run, or an interrupt, and by ``ntune report``). Both come from the searcher's state.
 
 :class:`Journal` reads ``trials.jsonl`` once (start or resume), then only appends: a completion
 costs the same at the 5 000th trial as at the first. No Ray here: the Tune callback that feeds it
@@ -83,6 +83,7 @@ class Journal:
         self.tree_every_s = tree_every_s
         self._tree_written: dict[str, float] = {}
         self._tree_due: set[str] = set()
+        self._plot_due: set[str] = set()
         self._load()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -93,7 +94,7 @@ class Journal:
         """A restored journal (``Tuner.restore``) loads the records once from ``trials.jsonl``."""
         self.__dict__.update(state)
         self.ledger = Ledger(self.info)
-        self._tree_written, self._tree_due = {}, set()
+        self._tree_written, self._tree_due, self._plot_due = {}, set(), set()
         self._load()
 
     @staticmethod
@@ -161,7 +162,7 @@ class Journal:
 
     # ---- trees (the searcher's state)
     def tick(self, now: float | None = None) -> None:
-        """Write the trees that changed and were not written in the last ``tree_every_s`` seconds."""
+        """Write the tree texts that changed and were not written in the last ``tree_every_s`` seconds."""
         now = time.monotonic() if now is None else now
         for label in sorted(self._tree_due):
             if now - self._tree_written.get(label, -float("inf")) >= self.tree_every_s:
@@ -169,16 +170,20 @@ class Journal:
                 self._tree_written[label] = now
 
     def flush(self) -> None:
-        """Write every tree that changed since it was last written."""
+        """Write every tree text that changed, and the plot of every tree written since the last flush."""
         for label in sorted(self._tree_due):
             self.write_tree(label)
+        for label in sorted(self._plot_due):
+            text = self.exp_dir / "ucb" / f"{label}.txt"
+            if text.is_file():
+                save_tree_plot(text.read_text(), self.exp_dir / "trees" / f"{label}.png", label)
+        self._plot_due.clear()
 
     def write_tree(self, label: str) -> None:
-        """ucb/<block>.txt and trees/<block>.png from the searcher's tree (nothing without a searcher)."""
+        """ucb/<block>.txt from the searcher's tree (nothing without a searcher); its plot waits for flush."""
         self._tree_due.discard(label)
         if self.searcher is None:
             return
-        text = self.searcher.tree_text(label)
         (self.exp_dir / "ucb").mkdir(exist_ok=True)
-        (self.exp_dir / "ucb" / f"{label}.txt").write_text(text)
-        save_tree_plot(text, self.exp_dir / "trees" / f"{label}.png", label)
+        (self.exp_dir / "ucb" / f"{label}.txt").write_text(self.searcher.tree_text(label))
+        self._plot_due.add(label)

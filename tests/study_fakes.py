@@ -89,4 +89,5 @@ def make_experiment(exp_dir: Path, n: int = len(TRIALS)) -> dict[str, Any]:
         trial_id, config, result, error = trial(k, spec, info)
         journal.start(trial_id, config)
         journal.complete(make_record(info, trial_id, config, result, error=error))
+    journal.flush()
     return info

@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test lint typecheck format bench clean
 
 setup: $(STAMP)
 
@@ -24,11 +24,14 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+typecheck: setup
+	$(VENV)/bin/mypy
+
 format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+test: lint typecheck
 	RAY_AUTH_MODE=disabled $(VENV)/bin/pytest -m "not gpu" $(PYTEST_ARGS)
 
 bench: setup

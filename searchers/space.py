@@ -221,20 +221,23 @@ class ChoiceSpec(_Spec):
 
 DomainSpec = Annotated[LogUniformSpec | UniformSpec | IntSpec | ChoiceSpec, Field(discriminator="type")]
 _SPEC = TypeAdapter(DomainSpec)
-_KEYS = {
-    cls.model_fields["type"].annotation.__args__[0]: sorted(cls.model_fields)
-    for cls in DomainSpec.__args__[0].__args__
-}  # type: ignore[attr-defined]
+_CLASSES: dict[str, type[_Spec]] = {
+    "loguniform": LogUniformSpec,
+    "uniform": UniformSpec,
+    "int": IntSpec,
+    "choice": ChoiceSpec,
+}
+_KEYS = {kind: sorted(cls.model_fields) for kind, cls in _CLASSES.items()}
 
 
 def _spec_error(err: ValidationError, spec: Mapping[str, Any]) -> str:
     """One line per problem of a domain dict, in the words a study author needs."""
-    kind = spec.get("type")
+    kind = str(spec.get("type"))
     out = []
     for e in err.errors():
         where = ".".join(str(x) for x in e["loc"][1:]) or "type"
         if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            out.append(f"type must be one of the valid types {DOMAIN_TYPES}, got {kind!r}")
+            out.append(f"type must be one of the valid types {DOMAIN_TYPES}, got {spec.get('type')!r}")
         elif e["type"] == "extra_forbidden":
             out.append(f"unknown key {where!r}; allowed keys are {_KEYS.get(kind, [])}")
         elif e["type"] == "missing":

@@ -76,13 +76,12 @@ class SearcherConformance:
         ("space", {"x": {"type": "uniform", "low": 0, "high": 1, "default": 2}}),
     )
 
-    def make_searcher(self, **overrides: Any) -> Searcher:
-        """The searcher under test, built from ``conformance_kwargs()`` updated with ``overrides``."""
+    def make_searcher(self, **overrides: Any) -> Any:
+        """The searcher under test (a Searcher with ``trees``, ``space`` and ``outcomes``), built from
+        ``conformance_kwargs()`` updated with ``overrides``."""
         return UCBTreeSearcher(**{**conformance_kwargs(), **overrides})
 
-    def drive(
-        self, searcher: Searcher, n: int, *, start: int = 0, finish: bool = True
-    ) -> list[dict[str, Any]]:
+    def drive(self, searcher: Any, n: int, *, start: int = 0, finish: bool = True) -> list[dict[str, Any]]:
         """``n`` suggest/complete rounds (results from ``synthetic_result``); returns the search records."""
         records = []
         for i in range(start, start + n):

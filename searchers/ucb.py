@@ -108,7 +108,7 @@ class UCBTreeSearcher(Searcher):
         _check(formula in FORMULAS, "formula", f"one of {FORMULAS}", formula)
         _check(isinstance(seed, int) and not isinstance(seed, bool), "seed", "an int", seed)
         _check(
-            seed_key is None or (isinstance(seed_key, str) and seed_key),
+            seed_key is None or (isinstance(seed_key, str) and bool(seed_key)),
             "seed_key",
             "a dotted key or None",
             seed_key,
@@ -173,7 +173,7 @@ class UCBTreeSearcher(Searcher):
         self.max_concurrent = int(max_concurrent)
         return True
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # FINISHED is a str
         """A full config with ``config[SEARCH_KEY]``; FINISHED when all budgets are allocated; None at the limit."""
         open_blocks = [label for label, t in self.trees.items() if t.n_runs + t.n_pending < self.n_iter_block]
         if not open_blocks:

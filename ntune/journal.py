@@ -44,6 +44,11 @@ class TreeSource(Protocol):
     def tree_text(self, label: str) -> str: ...
 
 
+def _convergence(info: dict[str, Any]) -> bool:
+    """A study with one objective (the convergence study) writes the convergence form."""
+    return len(info["study"]["objective"]["thresholds"]) == 1
+
+
 def tree_rows(text: str) -> list[tuple[int, int | None, float, str]]:
     """(id, parent, mean score, mutation) per ``Node k: ...`` line of a searcher's tree text."""
     rows = []
@@ -129,7 +134,14 @@ class Journal:
         written = set(_TRIAL_LINE.findall(analysis.read_text())) if analysis.is_file() else set()
         for rec in self.ledger.records.values():  # completed in trials.jsonl, entry lost with the driver
             if rec["trial_id"] not in written:
-                self._append("analysis.md", format_entry(rec))
+                self._append("analysis.md", self._entry(rec))
+
+    def _entry(self, rec: dict[str, Any]) -> str:
+        """The analysis.md entry of a record, its Observation against the parent node's best run."""
+        parent_id = rec["search"].get("parent")
+        block = self.ledger.blocks.get(rec["block"])
+        parent = block.nodes.get(parent_id) if block is not None and parent_id is not None else None
+        return format_entry(rec, parent.best if parent else None, convergence=_convergence(self.info))
 
     def _append(self, name: str, text: str) -> None:
         with open(self.exp_dir / name, "a") as f:
@@ -151,10 +163,13 @@ class Journal:
 
     def complete(self, rec: dict[str, Any]) -> dict[str, Any]:
         """Add one completed trial: trials.jsonl, analysis.md (first completion only), memory.md, trees."""
+        next_parent = getattr(self.searcher, "next_parent", None)
+        if next_parent is not None:
+            rec["next_parent"] = next_parent(rec["block"])
         self._append("trials.jsonl", json.dumps(rec, default=str) + "\n")
         again = self.ledger.add(rec)
         if not again:
-            self._append("analysis.md", format_entry(rec))
+            self._append("analysis.md", self._entry(rec))
         (self.exp_dir / "memory.md").write_text(render_memory_of(self.ledger))
         self._tree_due.add(rec["block"])
         self.tick()
@@ -186,4 +201,9 @@ class Journal:
             return
         (self.exp_dir / "ucb").mkdir(exist_ok=True)
         (self.exp_dir / "ucb" / f"{label}.txt").write_text(self.searcher.tree_text(label))
+        ucb_scores = getattr(self.searcher, "ucb_scores", None)
+        if ucb_scores is not None:  # the seeds' form, study-wide node ids
+            folder = self.exp_dir / "blocks" / label
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "ucb_scores.txt").write_text(ucb_scores(label))
         self._plot_due.add(label)

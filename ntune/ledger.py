@@ -14,6 +14,7 @@ The batch functions of :mod:`ntune.records` (``group_nodes``, ``block_summary``,
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,9 @@ from typing import Any
 from searchers.dotted import get_dotted
 
 Record = dict[str, Any]
+
+
+RECENT = 10  # records per block kept for memory.md's "Iterations This Block"
 
 
 def _label(block_key: str, value: Any) -> str:
@@ -80,6 +84,8 @@ class BlockStats:
     robust_ids: set[int] = field(default_factory=set)
     pick: int | None = None
     orphans: dict[int, list[int]] = field(default_factory=dict)  # parent without a run yet -> children
+    recent: deque[Record] = field(default_factory=lambda: deque(maxlen=RECENT))  # last records
+    first_iter: int = 0
 
 
 def _key(node: NodeStats) -> tuple[float, int]:
@@ -101,6 +107,7 @@ class Ledger:
         self.budget: int = int(study["n_iter_block"])
         self.records: dict[str, Record] = {}
         self.running: dict[str, str] = {}
+        self.last_block: str | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -152,6 +159,9 @@ class Ledger:
         block = self._block(rec["block"], rec)
         ok = rec["status"] == "ok"
         block.trials += 1
+        block.first_iter = block.first_iter or int(rec.get("iter", 0))
+        block.recent.append(rec)
+        self.last_block = block.label
         block.converged += rec["classification"] == "converged"
         block.failed += not ok
         if ok:

@@ -144,6 +144,7 @@ class UCBTreeSearcher(Searcher):
         self.live: dict[str, str] = {}  # trial_id -> block label
         self.outcomes: list[dict[str, Any]] = []  # unknown / duplicate trial ids, logged and kept
         self.n_suggested = 0
+        self.uids: dict[str, dict[int, int]] = {label: {} for label in self.trees}  # study-wide node ids
 
     def _root_value(self, key: str, domain: Domain) -> Any:
         value = get_dotted(self.base_config, key)
@@ -158,6 +159,29 @@ class UCBTreeSearcher(Searcher):
     def tree_text(self, label: str) -> str:
         """The block's tree, one ``Node k: UCB=...`` line per node."""
         return self.trees[label].text()
+
+    def uid(self, label: str, node_id: int | None) -> int | None:
+        """The study-wide id of a block's node (numbered in order of creation over all blocks)."""
+        return None if node_id is None else self.uids[label].get(node_id)
+
+    def next_parent(self, label: str) -> int | None:
+        """Study-wide id of the node with the highest UCB among the block's nodes with results."""
+        ranked = self.trees[label].ranked()
+        return self.uid(label, ranked[0].id) if ranked else None
+
+    def ucb_scores(self, label: str) -> str:
+        """The block's tree in the seeds' ``ucb_scores.txt`` form (study-wide ids), ntune's columns after."""
+        tree, lines = self.trees[label], []
+        for node in tree.nodes.values():
+            best = node.best.metrics if node.best else {}
+            parent = "root" if node.parent is None else str(self.uid(label, node.parent))
+            lines.append(
+                f"Node {self.uid(label, node.id)}: UCB={tree.ucb(node.id):.3f}, parent={parent}, "
+                f"visits={node.subtree_visits}, R2={metric_value(best, 'connectivity_R2'):.3f}, "
+                f"cluster={metric_value(best, 'cluster_accuracy'):.3f}, score={node.mean_score:.3f}, "
+                f"runs={len(node.runs)}, block_node={node.id}, strategy={node.strategy}, mutation={node.mutation}"
+            )
+        return "\n".join(lines) + ("\n" if lines else "")
 
     # ---- Ray Tune Searcher API
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
@@ -226,6 +250,7 @@ class UCBTreeSearcher(Searcher):
         tree = self.trees[label]
         if decision.node_id is None:
             node = tree.add_node(decision.params or {}, decision.parent, decision.mutation, decision.strategy)
+            self.uids[label][node.id] = sum(len(u) for u in self.uids.values()) + 1
         else:
             node = tree.nodes[decision.node_id]
         run_seed = self.rng.randrange(2**31)
@@ -247,6 +272,8 @@ class UCBTreeSearcher(Searcher):
             "mutation": node.mutation if decision.node_id is None else "",
             "run": tree.n_runs + tree.n_pending,
             "seed": run_seed,
+            "id": self.uid(label, node.id),
+            "parent_id": self.uid(label, node.parent),
         }
         if decision.rule:
             config[SEARCH_KEY]["rule"] = decision.rule
@@ -299,6 +326,7 @@ class UCBTreeSearcher(Searcher):
             "live": dict(self.live),
             "outcomes": copy.deepcopy(self.outcomes),
             "n_suggested": self.n_suggested,
+            "uids": {label: dict(u) for label, u in self.uids.items()},
             "max_concurrent": self.max_concurrent,
             "metric": self._metric,
             "mode": self._mode,
@@ -316,6 +344,8 @@ class UCBTreeSearcher(Searcher):
         self.live = dict(state["live"])
         self.outcomes = copy.deepcopy(state["outcomes"])
         self.n_suggested = state["n_suggested"]
+        saved = state.get("uids") or {}
+        self.uids = {label: {int(k): int(v) for k, v in saved.get(label, {}).items()} for label in self.trees}
         self.max_concurrent = self.max_concurrent or state["max_concurrent"]
         self._metric, self._mode = state["metric"], state["mode"]
 

@@ -9,7 +9,7 @@ from study_fakes import TRIALS, FakeSearcher, make_experiment, trial
 
 from ntune.journal import Journal
 from ntune.records import block_summary, group_nodes, make_record, mutation_effects, read_info, read_trials
-from ntune.render import diagnosis_words, render_memory
+from ntune.render import MEMORY_SECTIONS, diagnosis_words, render_memory
 
 
 def test_analysis_has_one_entry_per_trial_in_log_form(tmp_path: Path) -> None:
@@ -18,11 +18,16 @@ def test_analysis_has_one_entry_per_trial_in_log_form(tmp_path: Path) -> None:
     heads = re.findall(r"^## Iter (\d+): (\S+)$", text, flags=re.M)
     assert [int(k) for k, _ in heads] == list(range(1, len(TRIALS) + 1))
     assert [c for _, c in heads] == ["converged", "partial", "converged", "partial-W", "failed", "failed"]
-    assert "Node: 1, parent=0" in text
-    assert "Strategy: robustness-test" in text
-    assert "Mutation: lr_W: 1e-3 -> 4e-3" in text
-    assert "Block: connectivity_filling_factor=0.5" in text
-    assert "learning_rate_W_start=0.004" in text
+    assert "Node: id=1, parent=0\nMode/Strategy: success-exploit/exploit\n" in text
+    assert "Node: id=0, parent=root\n" in text
+    assert "Mode/Strategy: success-exploit/robustness-test" in text
+    assert "Mutation: lr_W: 1e-3 -> 4e-3\nParent rule: highest UCB: node 0\n" in text
+    assert "Sparsity: 50% (connectivity_filling_factor=0.5)" in text
+    assert (
+        "Config: lr_W=0.004, lr=0.0005, lr_emb=0.00075, coeff_W_L1=1e-05, batch_size=8, data_aug=10" in text
+    )
+    assert "Observation: vs parent: R2 0.4 -> 0.92 (+0.520), cluster 0.5 -> 0.6 (+0.100)" in text
+    assert text.count("Next: parent=") == len(TRIALS)
     assert "RuntimeError: boom" in text
     assert "diverged" in text
 
@@ -87,10 +92,11 @@ def test_memory_table_and_files(tmp_path: Path) -> None:
     make_experiment(tmp_path)
     memory = (tmp_path / "memory.md").read_text()
     assert memory == render_memory(read_info(tmp_path), read_trials(tmp_path)[0], {})
-    assert (
-        "| connectivity_filling_factor=1.0 | 1.0 | 0.95 | 0.95 | yes | 1e-05 | 0.001 | 3/3 | done |" in memory
-    )
+    assert "| 1 | 100% | 1.0 | 0.95 | 0.95 | 1e-05 | 0.001 | robust, 3/3 trials, done |" in memory
     assert "- lr_W: 2 mutations, 1 improved" in memory
+    positions = [memory.index(section) for section in MEMORY_SECTIONS]
+    assert positions == sorted(positions) and memory.startswith("# Working Memory")
+    assert memory.rstrip().endswith("strategies exploit 2, root 1")  # Emerging Observations last
     for label in ("connectivity_filling_factor=1.0", "connectivity_filling_factor=0.5"):
         assert (tmp_path / "ucb" / f"{label}.txt").read_text().startswith("Node 0: UCB=")
         assert (tmp_path / "trees" / f"{label}.png").stat().st_size > 1000
@@ -104,3 +110,36 @@ def test_diagnosis_in_words() -> None:
     rec["metrics"].update(connectivity_R2=0.97, connectivity_slope=1.0, zero_band=0.0)
     assert diagnosis_words(rec) == "tight diagonal (R2 0.970); slope 1.00"
     assert "diverged" in diagnosis_words({"status": "diverged", "error": "", "metrics": {}})
+
+
+def test_memory_stays_bounded(tmp_path: Path) -> None:
+    info = make_experiment(tmp_path, n=1)
+    journal = Journal(tmp_path, FakeSearcher())
+    spec = TRIALS[2]
+    sizes = []
+    for k in range(1, 200):
+        trial_id, config, result, _ = trial(k, spec, info)
+        journal.complete(make_record(info, f"x{k}", config, result))
+        sizes.append(len((tmp_path / "memory.md").read_text()))
+    assert max(sizes[50:]) - sizes[50] <= 40  # last 10 iterations only; iteration numbers grow a digit
+
+
+def test_a_killed_driver_loses_no_entry(tmp_path: Path) -> None:
+    info = make_experiment(tmp_path, n=3)
+    text = (tmp_path / "analysis.md").read_text()
+    cut = text.index("## Iter 3")
+    (tmp_path / "analysis.md").write_text(text[:cut])  # killed between trials.jsonl and analysis.md
+    with open(tmp_path / "trials.jsonl", "a") as f:
+        f.write('{"event": "complete", "trial_id": "t9", "sta')  # killed mid-line
+    journal = Journal(tmp_path, FakeSearcher(), info=info)
+    assert (tmp_path / "analysis.md").read_text().count("## Iter") == 3
+    trial_id, config, result, _ = trial(3, TRIALS[3], info)
+    journal.complete(make_record(info, trial_id, config, result))
+    records, _ = read_trials(tmp_path)
+    assert [r["trial_id"] for r in records] == ["t0", "t1", "t2", "t3"]
+    assert re.findall(r"^Trial: (\S+)", (tmp_path / "analysis.md").read_text(), re.M) == [
+        "t0",
+        "t1",
+        "t2",
+        "t3",
+    ]

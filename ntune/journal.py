@@ -162,7 +162,14 @@ class Journal:
         self.ledger.resume()
 
     def complete(self, rec: dict[str, Any]) -> dict[str, Any]:
-        """Add one completed trial: trials.jsonl, analysis.md (first completion only), memory.md, trees."""
+        """Add one completed trial: trials.jsonl, analysis.md (first completion only), memory.md, trees.
+
+        A trial completed again (a resumed run repeats what the snapshot had as running) replaces its
+        record, except that a good result is never replaced by a failure: the repeat is then ignored.
+        """
+        old = self.ledger.records.get(rec["trial_id"])
+        if old is not None and old["status"] == "ok" and rec["status"] != "ok":
+            return old
         next_parent = getattr(self.searcher, "next_parent", None)
         if next_parent is not None:
             rec["next_parent"] = next_parent(rec["block"])

@@ -143,3 +143,13 @@ def test_a_killed_driver_loses_no_entry(tmp_path: Path) -> None:
         "t2",
         "t3",
     ]
+
+
+def test_a_repeat_never_turns_a_good_result_into_a_failure(tmp_path: Path) -> None:
+    info = make_experiment(tmp_path, n=2)
+    journal = Journal(tmp_path, FakeSearcher(), info=info)
+    trial_id, config, _, _ = trial(1, TRIALS[1], info)
+    journal.complete(make_record(info, trial_id, config, None, error="Traceback...\nRuntimeError: lost"))
+    records, _ = read_trials(tmp_path)
+    assert records[1]["status"] == "ok" and records[1]["metrics"]["connectivity_R2"] == 0.4
+    assert journal.ledger.records["t1"]["status"] == "ok"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from searchers.dotted import get_dotted
@@ -86,6 +86,28 @@ class BlockStats:
     orphans: dict[int, list[int]] = field(default_factory=dict)  # parent without a run yet -> children
     recent: deque[Record] = field(default_factory=lambda: deque(maxlen=RECENT))  # last records
     first_iter: int = 0
+
+
+@dataclass
+class BlockRow:
+    """One row of the sparsity comparison table (memory.md, ``ntune status``, summary.csv)."""
+
+    block: str
+    value: Any
+    trials: int
+    budget: int
+    running: int
+    converged: int
+    failed: int
+    best_R2: float
+    best_cluster: float
+    best_score: float
+    robust: bool
+    best_node: int | None
+    best_trial: str | None
+    L1: Any
+    lr_W: Any
+    state: str  # done / running / open
 
 
 def _key(node: NodeStats) -> tuple[float, int]:
@@ -247,24 +269,26 @@ class Ledger:
         best = pick.best if pick else None
         n_run = sum(1 for b in self.running.values() if b == label)
         state = "done" if block.trials >= self.budget else ("running" if n_run else "open")
-        return {
-            "block": label,
-            "value": block.value,
-            "trials": block.trials,
-            "budget": self.budget,
-            "running": n_run,
-            "converged": block.converged,
-            "failed": block.failed,
-            "best_R2": block.best_R2,
-            "best_cluster": block.best_cluster,
-            "best_score": best["score"] if best else math.nan,
-            "robust": bool(block.robust_ids),
-            "best_node": pick.id if pick else None,
-            "best_trial": best["trial_id"] if best else None,
-            "L1": get_dotted(best["config"], "training.coeff_W_L1") if best else None,
-            "lr_W": get_dotted(best["config"], "training.learning_rate_W_start") if best else None,
-            "state": state,
-        }
+        return asdict(
+            BlockRow(
+                block=label,
+                value=block.value,
+                trials=block.trials,
+                budget=self.budget,
+                running=n_run,
+                converged=block.converged,
+                failed=block.failed,
+                best_R2=block.best_R2,
+                best_cluster=block.best_cluster,
+                best_score=best["score"] if best else math.nan,
+                robust=bool(block.robust_ids),
+                best_node=pick.id if pick else None,
+                best_trial=best["trial_id"] if best else None,
+                L1=get_dotted(best["config"], "training.coeff_W_L1") if best else None,
+                lr_W=get_dotted(best["config"], "training.learning_rate_W_start") if best else None,
+                state=state,
+            )
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per block of the study, in the study's order."""

@@ -13,14 +13,17 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ntune.config import get_dotted
 from ntune.ledger import Ledger
 from searchers.objective import classify, score
+from searchers.record import SEARCH_KEY, SearchRecord
 
-SEARCH_KEY = "_search"
+__all__ = ["SEARCH_KEY", "SearchRecord", "TrialRecord", "make_record"]
+
 METRIC_KEYS = (
     "connectivity_R2",
     "cluster_accuracy",
@@ -83,6 +86,37 @@ def _num(x: Any) -> float:
     return x
 
 
+@dataclass
+class TrialRecord:
+    """One completed trial: the ``complete`` line of ``trials.jsonl`` (``to_dict`` is that line)."""
+
+    trial_id: str
+    time: str
+    status: str  # ok / diverged / error / incomplete
+    error: str
+    block: str
+    block_value: Any
+    search: dict[str, Any]  # a SearchRecord's dict (see searchers.record)
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    score: float
+    classification: str
+    trial_dir: str
+    config: dict[str, Any]
+    event: str = "complete"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain record (``event`` first, as in the file)."""
+        out = asdict(self)
+        return {"event": out.pop("event"), **out}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
+        """From a ``complete`` line; journal-added keys (iter, next_parent) are dropped."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
 def make_record(
     info: dict[str, Any],
     trial_id: str,
@@ -104,22 +138,21 @@ def make_record(
     metrics = {k: _num(result.get(k)) for k in METRIC_KEYS}
     objective = info["study"]["objective"]
     judged = {**metrics, "status": "ok" if status == "ok" else "error"}  # anything but ok fails
-    return {
-        "event": "complete",
-        "trial_id": trial_id,
-        "time": _dt.datetime.now().isoformat(timespec="seconds"),
-        "status": status,
-        "error": error,
-        "block": search.get("block") or block_label(info["block_key"], get_dotted(plain, info["block_key"])),
-        "block_value": search.get("block_value", get_dotted(plain, info["block_key"])),
-        "search": search,
-        "params": {k: get_dotted(plain, k) for k in info["study"]["space"]},
-        "metrics": metrics,
-        "score": score(judged, objective["weights"]),
-        "classification": classify(judged, objective["thresholds"]),
-        "trial_dir": str(result.get("trial_dir", "")),
-        "config": plain,
-    }
+    return TrialRecord(
+        trial_id=trial_id,
+        time=_dt.datetime.now().isoformat(timespec="seconds"),
+        status=status,
+        error=error,
+        block=search.get("block") or block_label(info["block_key"], get_dotted(plain, info["block_key"])),
+        block_value=search.get("block_value", get_dotted(plain, info["block_key"])),
+        search=search,
+        params={k: get_dotted(plain, k) for k in info["study"]["space"]},
+        metrics=metrics,
+        score=score(judged, objective["weights"]),
+        classification=classify(judged, objective["thresholds"]),
+        trial_dir=str(result.get("trial_dir", "")),
+        config=plain,
+    ).to_dict()
 
 
 def fmt(v: Any, digits: int = 4) -> str:

@@ -21,12 +21,12 @@ from ray.tune.search import Searcher
 from searchers.dotted import get_dotted, set_dotted
 from searchers.objective import classify, default_weights, metric_value, score
 from searchers.policy import BlockState, Decision, decide, record
+from searchers.record import SEARCH_KEY, SearchRecord
 from searchers.space import Domain, parse_space
 from searchers.tree import FORMULAS, Tree
 
 logger = logging.getLogger(__name__)
 
-SEARCH_KEY = "_search"
 DIAGNOSIS_KEYS = ("status", "zero_band", "connectivity_slope", "cross", "test_R2", "test_pearson")
 
 
@@ -263,20 +263,19 @@ class UCBTreeSearcher(Searcher):
             set_dotted(config, key, value)
         if self.seed_key:
             set_dotted(config, self.seed_key, run_seed)
-        config[SEARCH_KEY] = {
-            "block": label,
-            "block_value": tree.block_value,
-            "node": node.id,
-            "parent": node.parent,
-            "strategy": decision.strategy,
-            "mutation": node.mutation if decision.node_id is None else "",
-            "run": tree.n_runs + tree.n_pending,
-            "seed": run_seed,
-            "id": self.uid(label, node.id),
-            "parent_id": self.uid(label, node.parent),
-        }
-        if decision.rule:
-            config[SEARCH_KEY]["rule"] = decision.rule
+        config[SEARCH_KEY] = SearchRecord(
+            block=label,
+            block_value=tree.block_value,
+            node=node.id,
+            parent=node.parent,
+            strategy=decision.strategy,
+            mutation=node.mutation if decision.node_id is None else "",
+            run=tree.n_runs + tree.n_pending,
+            seed=run_seed,
+            id=self.uid(label, node.id),
+            parent_id=self.uid(label, node.parent),
+            rule=decision.rule or "",
+        ).to_dict()
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:

@@ -80,3 +80,35 @@ print("ray" in sys.modules)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_typed_records_round_trip() -> None:
+    from searchers.record import SearchRecord
+    from searchers.testing import conformance_kwargs
+    from searchers.ucb import SEARCH_KEY, UCBTreeSearcher
+
+    searcher = UCBTreeSearcher(**conformance_kwargs())
+    first, second = searcher.suggest("t0"), searcher.suggest("t1")
+    records = [SearchRecord.from_dict(c[SEARCH_KEY]) for c in (first, second)]
+    assert [(r.id, r.parent_id, r.node, r.strategy) for r in records] == [
+        (1, None, 1, "root"),
+        (2, None, 1, "root"),
+    ]
+    assert records[0].to_dict() == first[SEARCH_KEY]
+    assert searcher.ucb_scores(records[1].block).startswith("Node 2: UCB=")
+
+
+def test_trial_record_is_the_jsonl_line() -> None:
+    from ntune.records import TrialRecord, make_record
+
+    info = {
+        "block_key": "b.v",
+        "study": {
+            "space": {},
+            "objective": {"weights": {"connectivity_R2": 1.0}, "thresholds": {"connectivity_R2": 0.9}},
+        },
+    }
+    rec = make_record(info, "t", {"b": {"v": 1}}, {"final": True, "connectivity_R2": 0.95})
+    assert list(rec)[:3] == ["event", "trial_id", "time"]
+    assert (rec["block"], rec["score"], rec["classification"]) == ("v=1", 0.95, "converged")
+    assert TrialRecord.from_dict({**rec, "iter": 3}).to_dict() == rec

@@ -8,21 +8,31 @@ the SignalGNN), ``optimizer`` (state dict), ``config`` (the full config as a pla
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 import ntune
-from ntune.config import config_from_dict, config_to_dict
+from ntune.config import NtuneConfig, config_from_dict, config_to_dict
 from ntune.model import SignalGNN
 
-if TYPE_CHECKING:
-    from ntune.train import TrainResult
+
+class Checkpointable(Protocol):
+    """What a checkpoint stores of a training result (``ntune.train.TrainResult`` has it; no import of it)."""
+
+    model: SignalGNN
+    config: NtuneConfig | None
+    optimizer_state: Any
+    epoch: int
+    metrics: dict[str, Any]
+    history: Any
+    status: str
+
 
 FORMAT = 1
 
 
-def save_checkpoint(result: TrainResult, path: str | Path) -> Path:
+def save_checkpoint(result: Checkpointable, path: str | Path) -> Path:
     """Write ``result`` (model, optimizer state, config, epoch, metrics) to ``path``; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

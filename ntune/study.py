@@ -28,6 +28,7 @@ from ntune.config import ConfigError, config_from_dict, dump_config, format_vali
 from ntune.journal import Journal
 from ntune.records import SEARCH_KEY, fmt, make_record, read_info, read_trials, study_info
 from ntune.study_config import StudyConfig, load_study
+from searchers.objective import classify, score
 
 PROGRESS_EVERY_S = 30.0  # seconds between per-block progress lines while trials run
 
@@ -93,7 +94,6 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
         import torch
         from ray import tune
 
-        from ntune.metrics import classify, score
         from ntune.simulate import load_or_simulate
         from ntune.train import fit, save_checkpoint
 

@@ -153,3 +153,20 @@ def test_a_repeat_never_turns_a_good_result_into_a_failure(tmp_path: Path) -> No
     records, _ = read_trials(tmp_path)
     assert records[1]["status"] == "ok" and records[1]["metrics"]["connectivity_R2"] == 0.4
     assert journal.ledger.records["t1"]["status"] == "ok"
+
+
+def test_convergence_study_writes_its_own_form(tmp_path: Path) -> None:
+    from ntune.render import format_entry
+
+    info = make_experiment(tmp_path, n=4)
+    records, _ = read_trials(tmp_path)
+    parent = records[1]
+    entry = format_entry(records[3], parent, convergence=True)
+    lines = entry.splitlines()
+    assert lines[0] == "## Iter 4: partial-W"
+    assert lines[1] == "Node: id=1, parent=0"
+    assert lines[2] == "Config: lr_W=0.004, lr=0.0005, coeff_W_L1=1e-05"
+    assert lines[3] == "Metrics: test_R2=nan, test_pearson=nan, connectivity_R2=0.92, final_loss=nan"
+    assert lines[4].startswith("Observation: vs parent: R2 0.4 -> 0.92 (+0.520)")
+    assert lines[5] == "Change: lr_W: 1e-3 -> 4e-3"
+    assert info["study"]["name"] == "fake"

@@ -188,6 +188,16 @@ def test_study_spreads_over_two_nodes(
     tmp_path: Path, two_nodes: tuple[str, list[str], dict[str, str]]
 ) -> None:
     address, node_ids, env = two_nodes
+    # what docker/slurm.sbatch polls to know the head is up (a head without dashboard must answer it)
+    status = subprocess.run(
+        [str(BIN / "ray"), "status", f"--address={address}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert status.returncode == 0, status.stdout[-2000:] + status.stderr[-2000:]
+    print("\n" + status.stdout)
     study = tiny_study(tmp_path / "multinode.yaml", tmp_path / "results")
     t0 = time.monotonic()
     run = subprocess.run(

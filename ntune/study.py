@@ -91,6 +91,7 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
     cache_dir = os.environ.get("NTUNE_CACHE") or None  # the driver's cache folder, shared by all trials
 
     def ntune_trial(config: dict[str, Any]) -> None:
+        import ray
         import torch
         from ray import tune
 
@@ -101,13 +102,16 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
         config = dict(config)
         search = dict(config.pop(SEARCH_KEY, None) or {})
         cfg = config_from_dict(config)
-        trial_dir = Path(tune.get_context().get_trial_dir())
+        # the trial's working directory, which Tune syncs to storage_path from every node; get_trial_dir()
+        # names the driver-side staging folder for an actor's first trial, lost when it ran on another node
+        trial_dir = Path(tune.get_context().get_storage().trial_working_directory)
         trial_dir.mkdir(parents=True, exist_ok=True)
         tags = {
             "block": str(search.get("block", "")),
             "node": int(search.get("node", -1)),
             "strategy": str(search.get("strategy", "")),
             "trial_dir": str(trial_dir),
+            "ray_node_id": ray.get_runtime_context().get_node_id(),  # which cluster node ran the trial
         }
 
         def full(m: dict[str, Any]) -> dict[str, Any]:

@@ -144,7 +144,9 @@ class BatchedOptimizer:
         self.lr = lr  # (K, 3)
         self.step_count = torch.zeros((), device=lr.device)
         n_state = {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 0}[kind]
-        self.state = {i: [torch.zeros_like(p) for _ in range(n_state)] for i, (p, _) in enumerate(self.params)}
+        self.state = {
+            i: [torch.zeros_like(p) for _ in range(n_state)] for i, (p, _) in enumerate(self.params)
+        }
 
     def _lr(self, p: Tensor, group: int) -> Tensor:
         return self.lr[:, group].reshape(-1, *([1] * (p.dim() - 1)))  # (K, 1, ...)

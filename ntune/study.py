@@ -249,7 +249,8 @@ class ConsoleProgress(Callback):
 
 def trial_dirname(trial: Any) -> str:
     """Short trial folder names: ``<trial id>_<block>_node<k>``."""
-    search = trial.config.get(SEARCH_KEY) or {}
+    members = trial.config.get(MEMBERS_KEY) or [trial.config]  # a packed trial is named by its first member
+    search = members[0].get(SEARCH_KEY) or {}
     block = str(search.get("block", "")).replace("=", "")
     return f"{trial.trial_id}_{block}_node{search.get('node', '')}"
 

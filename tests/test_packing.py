@@ -135,11 +135,10 @@ class Seen(tune.Callback):
 
 @pytest.mark.integration
 def test_optuna_packed_under_a_real_tuner(tmp_path: Path, ray_session: None) -> None:
-    from ray.tune.search.optuna import OptunaSearch
-
     import sys
 
     from ray import cloudpickle
+    from ray.tune.search.optuna import OptunaSearch
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import test modules
     optuna = OptunaSearch(space={"x": tune.uniform(0, 1)}, metric="score", mode="max", seed=0)
@@ -166,7 +165,7 @@ def test_packed_study_records_every_member_and_resumes_after_sigkill(
     tmp_path: Path, ray_session: None
 ) -> None:
     import ray
-    from test_study_integration import _complete_events, _interrupt, _ntune_run, _study, _tree_nodes
+    from test_study_integration import _interrupt, _ntune_run, _study, _tree_nodes
 
     address = ray.get_runtime_context().gcs_address
     study = _study(tmp_path, "packed", population=2, max_concurrent_trials=1)
@@ -178,7 +177,6 @@ def test_packed_study_records_every_member_and_resumes_after_sigkill(
     records, running = read_trials(exp_dir)
     assert len(records) == 6 and running == {}, out
     assert all(r["trial_id"].rsplit("_m", 1)[1] in ("0", "1") for r in records)
-    assert max(_complete_events(exp_dir).values()) == 1 or len({r["trial_id"] for r in records}) == 6
     assert Counter(r["block"] for r in records) == {
         "connectivity_filling_factor=1.0": 3,
         "connectivity_filling_factor=0.5": 3,

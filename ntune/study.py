@@ -95,7 +95,8 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
         from ray import tune
 
         from ntune.metrics import classify, score
-        from ntune.simulate import load_or_simulate
+        from ntune.population import train_population
+        from ntune.simulate import load_or_simulate, resolve_device
         from ntune.train import fit, save_checkpoint
 
         torch.set_num_threads(threads)
@@ -125,7 +126,12 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
                 tune.report(full(m))
 
         data = load_or_simulate(cfg.simulation, cache_dir=cache_dir)
-        result = fit(cfg, data, on_progress=on_progress, log_dir=trial_dir)
+        if resolve_device(cfg.training.device).startswith("cuda"):  # the population trainer's CUDA-graph step
+            result = train_population(
+                [cfg], data, on_progress=lambda _, m: on_progress(m), log_dirs=[trial_dir]
+            )[0]
+        else:
+            result = fit(cfg, data, on_progress=on_progress, log_dir=trial_dir)
         final = full(result.metrics)
         _write_trial_files(trial_dir, cfg, final, result, data)
         with tempfile.TemporaryDirectory() as tmp:

@@ -107,3 +107,23 @@ def test_structural_settings_form_groups(data64: SimData) -> None:
     results = train_population(configs, data64)
     _assert_losses_equal(fit(configs[1], data64).losses, results[1].losses, n=40)
     assert [len(r.losses) for r in results] == [150, 300, 150, 150]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_population_on_cuda_graph_matches_cpu() -> None:
+    """The CUDA path (frames sampled on the device, step captured in a CUDA graph) trains like the CPU path."""
+    configs = [_config(seed=0), _config(seed=1, learning_rate_W_start=3e-3, gradient_clip=0.5)]
+    data = simulate(configs[0].simulation)
+    cpu = train_population(configs, data)
+    cuda_configs = [
+        c.model_copy(update={"training": c.training.model_copy(update={"device": "cuda"})}) for c in configs
+    ]
+    calls: list[int] = []
+    gpu = train_population(cuda_configs, data, on_progress=lambda k, m: calls.append(k))
+    for a, b in zip(cpu, gpu, strict=True):
+        assert b.status == "ok" and b.model.W.device.type == "cuda"
+        assert len(a.losses) == len(b.losses)
+        np.testing.assert_allclose(a.losses[:3], b.losses[:3], rtol=1e-3)  # eager warm-up iterations
+        assert b.metrics["connectivity_R2"] == pytest.approx(a.metrics["connectivity_R2"], abs=0.1)
+    assert calls.count(0) == calls.count(1) == 3  # 2 log points + final, per member

@@ -196,6 +196,20 @@ class MemberCallbacks(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(iteration, trials, trial, True, **info)
 
+    def get_state(self) -> dict[str, Any]:
+        """Which members completed (saved with the experiment, so a resumed run completes none twice)."""
+        return {
+            "done": sorted(self.done),
+            "last": self.last,
+            "callbacks": [cb.get_state() for cb in self.callbacks],
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.done, self.last = set(state.get("done", [])), dict(state.get("last", {}))
+        for cb, cb_state in zip(self.callbacks, state.get("callbacks", []), strict=False):
+            if cb_state is not None:
+                cb.set_state(cb_state)
+
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         for cb in self.callbacks:
             cb.on_experiment_end(trials, **info)

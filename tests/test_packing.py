@@ -6,6 +6,7 @@ import json
 import random
 import signal
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,25 @@ def test_packed_study_records_every_member_and_resumes_after_sigkill(
         assert next(v for n, p, v in rows if not p.isdigit()) == 3
     assert (exp_dir / "analysis.md").read_text().count("## Iter ") >= 6
     Console().print(out[-300:])
+
+
+def test_member_callbacks_complete_each_member_once_across_a_restore() -> None:
+    @dataclass
+    class Trial:
+        trial_id: str
+        config: dict
+        last_result: dict
+        path: str = "/t"
+
+    seen = Seen()
+    callbacks = MemberCallbacks([seen])
+    config = {MEMBERS_KEY: [{"x": 0.1}, {"x": 0.2}]}
+    trial = Trial("a", config, {})
+    callbacks.on_trial_start(0, [], trial)
+    trial.last_result = {"score": 1.0, MEMBERS_KEY: [{}, {"score": 1.0, "final": True}]}
+    callbacks.on_trial_result(0, [], trial, trial.last_result)
+    restored = MemberCallbacks([seen])
+    restored.set_state(callbacks.get_state())
+    trial.last_result = {"score": 1.0, MEMBERS_KEY: [{"score": 0.5, "final": True}] * 2}
+    restored.on_trial_complete(0, [], trial)
+    assert seen.started == ["a_m0", "a_m1"] and seen.done == ["a_m1", "a_m0"]

@@ -22,7 +22,8 @@ from collections.abc import Callable
 import torch
 
 from ntune.config import NtuneConfig, config_from_dict, load_config
-from ntune.population import BatchedOptimizer, PopulationGNN
+from ntune.population import PopulationGNN
+from ntune.population_optim import BatchedOptimizer
 from ntune.train import init_model, l1_coefficient, loss_terms, make_optimizer
 
 GPU_BYTES = 80e9

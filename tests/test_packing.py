@@ -215,3 +215,22 @@ def test_member_callbacks_complete_each_member_once_across_a_restore() -> None:
     trial.last_result = {"score": 1.0, MEMBERS_KEY: [{"score": 0.5, "final": True}] * 2}
     restored.on_trial_complete(0, [], trial)
     assert seen.started == ["a_m0", "a_m1"] and seen.done == ["a_m1", "a_m0"]
+
+
+def test_study_population_setting() -> None:
+    from ntune.config import ConfigError
+    from ntune.study_config import GPU_POPULATION, study_from_dict
+
+    study = {
+        "name": "p",
+        "base": {"simulation": {"n_neurons": 16, "n_neuron_types": 2, "params": [[10, 1, 1], [10, 2, 2]]}},
+        "blocks": {"simulation.connectivity_filling_factor": [1.0]},
+        "space": {"training.coeff_W_L1": {"type": "loguniform", "low": 1e-7, "high": 1e-3}},
+    }
+    assert study_from_dict(study, Path("."))[0].population_size == 1  # auto on CPU
+    gpu = study_from_dict({**study, "resources": {"cpu": 1, "gpu": 1}}, Path("."))[0]
+    assert gpu.population == "auto" and gpu.population_size == GPU_POPULATION
+    assert study_from_dict(study, Path("."), ["population=4"])[0].population_size == 4
+    for bad in (0, "many"):
+        with pytest.raises(ConfigError, match="population"):
+            study_from_dict({**study, "population": bad}, Path("."))

@@ -29,6 +29,7 @@ from ntune.journal import Journal
 from ntune.records import SEARCH_KEY, fmt, make_record, read_info, read_trials, study_info
 from ntune.study_config import StudyConfig, load_study
 from searchers.objective import classify, score
+from searchers.packing import MEMBERS_KEY, MemberCallbacks, PackingSearcher
 
 PROGRESS_EVERY_S = 30.0  # seconds between per-block progress lines while trials run
 
@@ -95,10 +96,14 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
         import torch
         from ray import tune
 
-        from ntune.simulate import load_or_simulate
+        from ntune.population import train_population
+        from ntune.simulate import load_or_simulate, resolve_device
         from ntune.train import fit, save_checkpoint
 
         torch.set_num_threads(threads)
+        if MEMBERS_KEY in config:
+            _population_trial(config[MEMBERS_KEY], weights, thresholds, cache_dir)
+            return
         config = dict(config)
         search = dict(config.pop(SEARCH_KEY, None) or {})
         cfg = config_from_dict(config)
@@ -125,7 +130,12 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
                 tune.report(full(m))
 
         data = load_or_simulate(cfg.simulation, cache_dir=cache_dir)
-        result = fit(cfg, data, on_progress=on_progress, log_dir=trial_dir)
+        if resolve_device(cfg.training.device).startswith("cuda"):  # the population trainer's CUDA-graph step
+            result = train_population(
+                [cfg], data, on_progress=lambda _, m: on_progress(m), log_dirs=[trial_dir]
+            )[0]
+        else:
+            result = fit(cfg, data, on_progress=on_progress, log_dir=trial_dir)
         final = full(result.metrics)
         _write_trial_files(trial_dir, cfg, final, result, data)
         with tempfile.TemporaryDirectory() as tmp:
@@ -133,6 +143,64 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
             tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     return ntune_trial
+
+
+def _population_trial(
+    members: list[dict[str, Any]],
+    weights: dict[str, float],
+    thresholds: dict[str, float],
+    cache_dir: str | None,
+) -> None:
+    """A packed Tune trial: members grouped by data, trained by ``train_population``, each reported.
+
+    Every report carries ``score`` (the best member's so far, for Tune) and ``MEMBERS_KEY``: one result per
+    member (``{}`` until it has one), the member's own folder ``member<k>`` in ``trial_dir``. A member's
+    final result (``final: True``) completes it in the PackingSearcher and the MemberCallbacks.
+    """
+    from ray import tune
+
+    from ntune.population import train_population
+    from ntune.simulate import load_or_simulate
+    from ntune.train import save_checkpoint
+
+    trial_dir = Path(tune.get_context().get_storage().trial_working_directory)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    searches = [dict(m.get(SEARCH_KEY) or {}) for m in members]
+    cfgs = [config_from_dict({k: v for k, v in m.items() if k != SEARCH_KEY}) for m in members]
+    dirs = [trial_dir / f"member{k}" for k in range(len(members))]
+    latest: list[dict[str, Any]] = [{} for _ in members]
+
+    def full(k: int, m: dict[str, Any]) -> dict[str, Any]:
+        m = _plain(m)
+        m["score"] = score(m, weights)
+        m["classification"] = classify(m, thresholds) if m.get("final") else "running"
+        s = searches[k]
+        tags = {"block": str(s.get("block", "")), "node": int(s.get("node", -1))}
+        return {**m, **tags, "strategy": str(s.get("strategy", "")), "trial_dir": str(dirs[k])}
+
+    def report(k: int, m: dict[str, Any]) -> None:
+        latest[k] = full(k, m)
+        best = max((r["score"] for r in latest if r), default=0.0)
+        tune.report({"score": best, MEMBERS_KEY: [dict(r) for r in latest]})
+
+    by_data: dict[str, list[int]] = {}
+    for k, c in enumerate(cfgs):
+        by_data.setdefault(c.simulation_hash(), []).append(k)
+    for ids in by_data.values():
+        data = load_or_simulate(cfgs[ids[0]].simulation, cache_dir=cache_dir)
+        for d in (dirs[k] for k in ids):
+            d.mkdir(parents=True, exist_ok=True)
+        results = train_population(
+            [cfgs[k] for k in ids],
+            data,
+            on_progress=lambda j, m, ids=ids: None if m.get("final") else report(ids[j], m),
+            log_dirs=[dirs[k] for k in ids],
+        )
+        for k, result in zip(ids, results, strict=True):
+            final = full(k, result.metrics)
+            _write_trial_files(dirs[k], cfgs[k], final, result, data)
+            save_checkpoint(result, dirs[k] / "model.pt")
+            report(k, result.metrics)
 
 
 class JournalCallback(Callback):
@@ -220,7 +288,8 @@ class ConsoleProgress(Callback):
 
 def trial_dirname(trial: Any) -> str:
     """Short trial folder names: ``<trial id>_<block>_node<k>``."""
-    search = trial.config.get(SEARCH_KEY) or {}
+    members = trial.config.get(MEMBERS_KEY) or [trial.config]  # a packed trial is named by its first member
+    search = members[0].get(SEARCH_KEY) or {}
     block = str(search.get("block", "")).replace("=", "")
     return f"{trial.trial_id}_{block}_node{search.get('node', '')}"
 
@@ -333,14 +402,19 @@ def run_command(
             f"{len(study.block_values)} blocks x {study.n_iter_block} trials, "
             f"{study.max_concurrent_trials} at a time; journal: {exp_dir / 'memory.md'}, {exp_dir / 'analysis.md'}"
         )
-        if resume:
+        if resume:  # the searcher (packed or not) and the callbacks come back from the experiment state
             tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
         else:
             journal = Journal(exp_dir, searcher, info=info)
+            callbacks: list[Callback] = [JournalCallback(journal), ConsoleProgress(journal)]
+            packed: Any = searcher
+            if study.population_size > 1:  # K configs per Tune trial; each member is its own trial
+                packed = PackingSearcher(searcher, study.population_size)
+                callbacks = [MemberCallbacks(callbacks)]
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(
-                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=study.max_concurrent_trials),
+                    search_alg=ConcurrencyLimiter(packed, max_concurrent=study.max_concurrent_trials),
                     num_samples=study.n_trials,
                     metric="score",
                     mode="max",
@@ -354,7 +428,7 @@ def run_command(
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     # trial files must reach storage also from reused actors and remote nodes
                     sync_config=tune.SyncConfig(sync_artifacts=True),
-                    callbacks=[JournalCallback(journal), ConsoleProgress(journal)],
+                    callbacks=callbacks,
                     verbose=0,
                 ),
             )

@@ -29,6 +29,7 @@ from searchers.space import validate_domain
 
 CONFIG_SECTIONS = ("simulation", "graph_model", "training", "description", "dataset")
 OBJECTIVE_METRICS = ("connectivity_R2", "cluster_accuracy", "test_R2", "test_pearson")
+GPU_POPULATION = 16  # population "auto" on a GPU: a documented default, to be confirmed by a GPU measurement
 
 
 class _Model(BaseModel):
@@ -102,6 +103,11 @@ class StudyConfig(_Model):
         "./ntune_results", min_length=1, description="Folder holding the experiment folder."
     )
     seed: int = Field(0, ge=0, description="Searcher seed (mutations, run seeds).")
+    population: int | Literal["auto"] = Field(
+        "auto",
+        description="Configs per Tune trial trained as one batched model (>= 1), or 'auto' "
+        f"(1 on CPU, where it does not pay; {GPU_POPULATION} when trials have a GPU).",
+    )
     torch_threads: int | None = Field(
         None, ge=1, description="torch threads per trial (default: resources.cpu)."
     )
@@ -148,6 +154,20 @@ class StudyConfig(_Model):
     def n_trials(self) -> int:
         """The study's whole budget."""
         return len(self.block_values) * self.n_iter_block
+
+    @field_validator("population")
+    @classmethod
+    def _check_population(cls, v: int | str) -> int | str:
+        if v != "auto" and (not isinstance(v, int) or v < 1):
+            raise ValueError(f"population must be an integer >= 1 or 'auto', got {v!r}")
+        return v
+
+    @property
+    def population_size(self) -> int:
+        """K: members per Tune trial (``auto``: 1 on CPU, GPU_POPULATION with a GPU per trial)."""
+        if self.population == "auto":
+            return GPU_POPULATION if self.resources.gpu > 0 else 1
+        return int(self.population)
 
     @property
     def threads(self) -> int:

@@ -84,26 +84,99 @@ def make_scheduler(optimizer: torch.optim.Optimizer, tc: TrainingConfig, n_itera
     return None
 
 
-def loss_terms(
-    model: SignalGNN, u: Tensor, y: Tensor, coeffs: tuple[float, float, float], xnorm: float
-) -> Tensor:
-    """The four weighted loss terms (4,) for frames u, y (batch, N); coeffs = (W_L1, lin_phi_zero, edge_diff)."""
+def loss_terms(model: Any, u: Tensor, y: Tensor, coeffs: tuple[Any, Any, Any], xnorm: float) -> Tensor:
+    """The four weighted loss terms for frames u, y (..., batch, N); coeffs = (W_L1, lin_phi_zero, edge_diff).
+
+    One definition for the single model and the population: with a SignalGNN, u (batch, N) and float
+    coefficients give (4,); with a :class:`~ntune.population.PopulationGNN`, u (K, batch, N) and (K,)
+    coefficient tensors give (K, 4), every norm taken per member over its last two dimensions.
+    """
     coeff_L1, coeff_phi_zero, coeff_edge_diff = coeffs
-    zero = u.new_zeros(())
+    zero = u.new_zeros(u.shape[:-2])  # () or (K,)
     phi_zero, edge_diff = zero, zero
-    if coeff_edge_diff > 0 and xnorm > 0:
-        h_both = model.edge_term(torch.cat([u, u + xnorm / 150]))  # (2 batch, N)
-        h, h_next = h_both.chunk(2)  # (batch, N) each
-        edge_diff = coeff_edge_diff * torch.relu(h - h_next).norm(2)
+    if _active(coeff_edge_diff) and xnorm > 0:
+        h_both = model.edge_term(torch.cat([u, u + xnorm / 150], dim=-2))  # (..., 2 batch, N)
+        h, h_next = h_both.chunk(2, dim=-2)  # (..., batch, N) each
+        edge_diff = coeff_edge_diff * _norm(torch.relu(h - h_next))
     else:
-        h = model.edge_term(u)  # (batch, N)
-    pred = model(u, h)  # (batch, N)
-    prediction = (pred - y).norm(2)
-    W_L1 = coeff_L1 * model.W_masked().norm(1)
-    if coeff_phi_zero > 0:
-        at_zero = torch.cat([torch.zeros_like(model.a[:, :1]), model.a], dim=1)  # (N, 1 + emb)
-        phi_zero = coeff_phi_zero * model.lin_phi(at_zero).norm(2)
-    return torch.stack([prediction, W_L1, phi_zero, edge_diff])  # (4,)
+        h = model.edge_term(u)  # (..., batch, N)
+    pred = model(u, h)  # (..., batch, N)
+    prediction = _norm(pred - y)
+    W_L1 = coeff_L1 * _norm(model.W_masked(), 1)
+    if _active(coeff_phi_zero):
+        at_zero = torch.cat([torch.zeros_like(model.a[..., :1]), model.a], dim=-1)  # (..., N, 1 + emb)
+        phi_zero = coeff_phi_zero * _norm(model.lin_phi(at_zero))
+    return torch.stack([prediction, W_L1, phi_zero, edge_diff], dim=-1)  # (..., 4)
+
+
+def _active(coeff: Any) -> bool:
+    """A tensor coefficient (one per member) is always evaluated; a float one only when positive."""
+    return isinstance(coeff, Tensor) or coeff > 0
+
+
+def _norm(x: Tensor, ord: int = 2) -> Tensor:
+    """The ``ord``-norm over the last two dimensions: () for (batch, N), (K,) for (K, batch, N)."""
+    return torch.linalg.vector_norm(x, ord, dim=(-2, -1))
+
+
+def train_frames(data: SimData, tc: TrainingConfig, dev: torch.device) -> tuple[Tensor, Tensor, float]:
+    """Training frames u, y (T_train, N) on ``dev`` (the held-out tail removed) and xnorm = round(1.5 std(u))."""
+    n_frames = len(data.u)
+    n_train = n_frames - int(round(n_frames * tc.test_fraction))
+    u_train = torch.from_numpy(np.ascontiguousarray(data.u[:n_train])).to(dev)  # (T_train, N)
+    y_train = torch.from_numpy(np.ascontiguousarray(data.y[:n_train])).to(dev)  # (T_train, N)
+    xnorm = float(round(1.5 * float(data.u[:n_train].std(dtype=np.float64))))
+    return u_train, y_train, xnorm
+
+
+def iteration_counts(n_frames: int, tc: TrainingConfig) -> tuple[int, int]:
+    """(iterations per epoch, all iterations): ``int(n_frames * data_augmentation_loop // batch_size * 0.2)``."""
+    n_iter_epoch = max(1, int(n_frames * tc.data_augmentation_loop // tc.batch_size * 0.2))
+    return n_iter_epoch, tc.n_epochs * n_iter_epoch
+
+
+def l1_coefficient(config: NtuneConfig) -> float:
+    """coeff_W_L1, divided by the filling factor when ``coeff_W_L1_scale_by_filling``."""
+    tc, ff = config.training, config.simulation.connectivity_filling_factor
+    return tc.coeff_W_L1 / ff if tc.coeff_W_L1_scale_by_filling else tc.coeff_W_L1
+
+
+def init_model(config: NtuneConfig, n_neurons: int, dev: torch.device) -> SignalGNN:
+    """The SignalGNN of ``config`` initialised from ``training.seed`` alone (the global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.training.seed)
+        model = SignalGNN.from_config(config.graph_model, n_neurons)
+    return model.to(dev)
+
+
+def log_points(n_iterations: int, n_log_points: int) -> set[int]:
+    """The iteration counts after which the model is evaluated (the last one is ``n_iterations``)."""
+    return set(np.linspace(0, n_iterations, n_log_points + 1)[1:].round().astype(int).tolist())
+
+
+def final_metrics(
+    model: SignalGNN,
+    data: SimData,
+    tc: TrainingConfig,
+    base: dict[str, Any],
+    losses: np.ndarray,
+    n_train: int,
+) -> dict[str, Any]:
+    """Metrics of a finished run: W metrics, held-out rollout test, final loss (last 5 % of iterations)."""
+    n_roll = min(tc.n_rollout_frames, len(data.u) - n_train)
+    test_R2, test_pearson = math.nan, math.nan
+    if n_roll >= 2:
+        test_R2, test_pearson = M.rollout_scores(*rollout(model, data, n_train, n_roll), every=ROLLOUT_EVERY)
+    tail = max(1, int(math.ceil(0.05 * len(losses))))
+    final_loss = float(losses[-tail:, 0].mean())
+    return {
+        **base,
+        **w_metrics(model, data, tc.cluster_method),
+        "test_R2": test_R2,
+        "test_pearson": test_pearson,
+        "loss": final_loss,
+        "final_loss": final_loss,
+    }
 
 
 def _g_and_range(data: SimData) -> tuple[np.ndarray, float, float]:
@@ -175,26 +248,19 @@ def fit(
     ``on_progress(metrics)`` is called about ``training.n_log_points`` times and once at the end, each time
     with every key of ``METRIC_KEYS``. TensorBoard events go to ``log_dir`` when given.
     """
-    tc, gc = config.training, config.graph_model
+    tc = config.training
     dev = torch.device(resolve_device(device or tc.device))
     n_frames, n_neurons = data.u.shape
-    n_train = n_frames - int(round(n_frames * tc.test_fraction))
-    u_train = torch.from_numpy(np.ascontiguousarray(data.u[:n_train])).to(dev)  # (T_train, N)
-    y_train = torch.from_numpy(np.ascontiguousarray(data.y[:n_train])).to(dev)  # (T_train, N)
-    xnorm = float(round(1.5 * float(data.u[:n_train].std(dtype=np.float64))))
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(tc.seed)
-        model = SignalGNN.from_config(gc, n_neurons).to(dev)
+    u_train, y_train, xnorm = train_frames(data, tc, dev)  # (T_train, N) each
+    n_train = len(u_train)
+    model = init_model(config, n_neurons, dev)
     optimizer = make_optimizer(model, tc)
-    n_iter_epoch = max(1, int(n_frames * tc.data_augmentation_loop // tc.batch_size * 0.2))
-    n_iterations = tc.n_epochs * n_iter_epoch
+    n_iter_epoch, n_iterations = iteration_counts(n_frames, tc)
     scheduler = make_scheduler(optimizer, tc, n_iterations)
     ff = config.simulation.connectivity_filling_factor
-    coeff_L1 = tc.coeff_W_L1 / ff if tc.coeff_W_L1_scale_by_filling else tc.coeff_W_L1
-    coeffs = (coeff_L1, tc.coeff_lin_phi_zero, tc.coeff_edge_diff)
+    coeffs = (l1_coefficient(config), tc.coeff_lin_phi_zero, tc.coeff_edge_diff)
     gen = torch.Generator(device=dev).manual_seed(tc.seed)
-    log_points = set(np.linspace(0, n_iterations, tc.n_log_points + 1)[1:].round().astype(int).tolist())
+    log_at = log_points(n_iterations, tc.n_log_points)
     losses = torch.zeros(n_iterations, len(LOSS_TERMS), device=dev)  # (iterations, 4)
     writer = _writer(log_dir)
     base = {
@@ -223,7 +289,7 @@ def fit(
                 scheduler.step()
             losses[it] = terms.detach()
             done = it + 1
-            is_log = done in log_points
+            is_log = done in log_at
             if (is_log or done % CHECK_EVERY == 0) and not bool(torch.isfinite(losses[it]).all()):
                 status = "diverged"
                 break
@@ -247,18 +313,7 @@ def fit(
         final.update(_diverged_metrics(base))
     else:
         status = "ok"
-        n_test = n_frames - n_train
-        n_roll = min(tc.n_rollout_frames, n_test)
-        test_R2, test_pearson = math.nan, math.nan
-        if n_roll >= 2:
-            test_R2, test_pearson = M.rollout_scores(
-                *rollout(model, data, n_train, n_roll), every=ROLLOUT_EVERY
-            )
-        tail = max(1, int(math.ceil(0.05 * done)))
-        final.update(
-            base, **w_metrics(model, data, tc.cluster_method), test_R2=test_R2, test_pearson=test_pearson
-        )
-        final.update(loss=float(losses_np[-tail:, 0].mean()), final_loss=float(losses_np[-tail:, 0].mean()))
+        final.update(final_metrics(model, data, tc, base, losses_np, n_train))
     final["status"] = status
     final = _complete(final)
     history.append(final)

@@ -1,0 +1,125 @@
+"""The population's optimizers: torch.optim's arithmetic with one learning rate per member and group.
+
+Member k's update reads only member k's slices (parameters, gradients, state, ``lr[k]``), so a member
+follows the trajectory torch.optim gives the same config alone (``ntune.train.make_optimizer``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from ntune.population import PopulationGNN
+
+BETAS, EPS, ADAMW_DECAY, RMS_ALPHA = (0.9, 0.999), 1e-8, 1e-2, 0.99  # torch.optim defaults
+
+
+class BatchedOptimizer:
+    """Adam / AdamW / RMSprop / SGD (torch.optim defaults) with one learning rate per member and group.
+
+    ``lr`` (K, 3) holds the W, a and MLP learning rates. Adam and AdamW call torch's fused kernels on
+    member k's slices with ``lr[k, group]`` (a device tensor, so the step can be graph-captured), which is
+    the arithmetic of ``torch.optim.Adam(fused=True)`` on that member alone; SGD and RMSprop are the same
+    elementwise formulas as torch.optim's, vectorised over members. ``step_count`` lives on the device.
+    """
+
+    def __init__(self, model: PopulationGNN, kind: str, lr: Tensor) -> None:
+        self.kind = kind
+        self.params = [(model.W, 0), (model.a, 1)] + [
+            (p, 2) for mlp in (model.lin_edge, model.lin_phi) for p in mlp.parameters()
+        ]
+        self.lr = lr  # (K, 3)
+        self.step_count = torch.zeros((), device=lr.device)
+        n_state = {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 0}[kind]
+        self.state = {
+            i: [torch.zeros_like(p) for _ in range(n_state)] for i, (p, _) in enumerate(self.params)
+        }
+
+    def _lr(self, p: Tensor, group: int) -> Tensor:
+        return self.lr[:, group].reshape(-1, *([1] * (p.dim() - 1)))  # (K, 1, ...)
+
+    @torch.no_grad()
+    def clip_(self, max_norm: list[float]) -> None:
+        """clip_grad_norm_ per member: grads of member k scaled to norm <= max_norm[k] (0: no clipping)."""
+        for k, limit in enumerate(max_norm):
+            if limit <= 0:
+                continue
+            grads = [p.grad[k] for p, _ in self.params]
+            total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            torch._foreach_mul_(grads, (limit / (total + 1e-6)).clamp(max=1.0))
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.step_count += 1
+        if self.kind in ("adam", "adamw"):
+            self._fused_adam()
+            return
+        for i, (p, group) in enumerate(self.params):
+            g, lr = p.grad, self._lr(p, group)
+            if self.kind == "sgd":
+                p.sub_(lr * g)
+            else:
+                (v,) = self.state[i]
+                v.mul_(RMS_ALPHA).addcmul_(g, g, value=1 - RMS_ALPHA)
+                p.sub_(lr * g / (v.sqrt() + EPS))
+
+    def _fused_adam(self) -> None:
+        fused = torch._fused_adam_ if self.kind == "adam" else torch._fused_adamw_
+        decay = 0.0 if self.kind == "adam" else ADAMW_DECAY
+        for k in range(self.lr.shape[0]):
+            for group in range(3):
+                ids = [i for i, (_, g) in enumerate(self.params) if g == group]
+                fused(
+                    [self.params[i][0][k] for i in ids],
+                    [self.params[i][0].grad[k] for i in ids],
+                    [self.state[i][0][k] for i in ids],
+                    [self.state[i][1][k] for i in ids],
+                    [],
+                    [self.step_count] * len(ids),
+                    amsgrad=False,
+                    lr=self.lr[k, group],
+                    beta1=BETAS[0],
+                    beta2=BETAS[1],
+                    weight_decay=decay,
+                    eps=EPS,
+                    maximize=False,
+                )
+
+    @torch.no_grad()
+    def freeze(self, k: int, model: PopulationGNN) -> None:
+        """Stop member k: zero its parameters, optimizer state and learning rates (finite, no updates)."""
+        self.lr[k] = 0.0
+        for i, (p, _) in enumerate(self.params):
+            p[k] = 0.0
+            for s in self.state[i]:
+                s[k] = 0.0
+
+    def state_dict(self, k: int) -> dict[str, Any]:
+        """Member k's optimizer state (kind, step, learning rates, moment tensors) on the CPU."""
+        return {
+            "kind": self.kind,
+            "step": int(self.step_count),
+            "lr": self.lr[k].tolist(),
+            "state": {i: [s[k].detach().cpu() for s in st] for i, st in self.state.items()},
+        }
+
+
+class Plateau:
+    """ReduceLROnPlateau(factor=0.5, patience=2) rules per member, stepped at the member's log points."""
+
+    def __init__(self) -> None:
+        self.best, self.bad = math.inf, 0
+
+    def step(self, value: float, lr: Tensor) -> None:
+        if value < self.best * (1 - 1e-4):
+            self.best, self.bad = value, 0
+        else:
+            self.bad += 1
+        if self.bad > 2:
+            new = lr * 0.5
+            lr.copy_(torch.where(lr - new > 1e-8, new, lr))
+            self.bad = 0

@@ -53,7 +53,7 @@ class PackingSearcher(Searcher):
         """Forwarded as members: ``max_concurrent`` Tune trials hold up to K times as many members."""
         return self.searcher.set_max_concurrency(max_concurrent * self.population)
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # FINISHED is a str
         """Up to K member configs; fewer when the wrapped searcher runs out, FINISHED/None when it has none."""
         configs: list[dict[str, Any]] = []
         for k in range(self.population):
@@ -156,7 +156,7 @@ class MemberCallbacks(Callback):
             views.append(MemberTrial(mid, config, res, path, status, getattr(trial, "error_file", None)))
         return views
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, **info: Any) -> None:  # type: ignore[override]  # forwards Tune's keywords as they come
         for cb in self.callbacks:
             cb.setup(**info)
 
@@ -171,7 +171,7 @@ class MemberCallbacks(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         for view in self._views(trial, "RUNNING"):
             for cb in self.callbacks:
-                cb.on_trial_start(iteration, trials, view, **info)
+                cb.on_trial_start(iteration, trials, view, **info)  # type: ignore[arg-type]  # a Trial-shaped view
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         for view in self._views(trial, "RUNNING"):
@@ -179,7 +179,7 @@ class MemberCallbacks(Callback):
                 self.done.add(view.trial_id)
                 view.status = "TERMINATED"
                 for cb in self.callbacks:
-                    cb.on_trial_complete(iteration, trials, view, **info)
+                    cb.on_trial_complete(iteration, trials, view, **info)  # type: ignore[arg-type]
 
     def _finish(self, iteration: int, trials: list, trial: Any, error: bool, **info: Any) -> None:
         for view in self._views(trial, "ERROR" if error else "TERMINATED"):
@@ -188,7 +188,7 @@ class MemberCallbacks(Callback):
             self.done.add(view.trial_id)
             for cb in self.callbacks:
                 hook = cb.on_trial_error if error else cb.on_trial_complete
-                hook(iteration, trials, view, **info)
+                hook(iteration, trials, view, **info)  # type: ignore[arg-type]
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(iteration, trials, trial, False, **info)

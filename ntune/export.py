@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ntune.config import ConfigError, config_from_dict, dump_config
+from ntune.guards import safe_name
 from ntune.journal import render_table, save_tree_plot
 from ntune.records import block_summary, fmt, group_nodes, read_info, read_trials
 
@@ -60,9 +61,12 @@ def best_records(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> d
     return {row["block"]: by_id[row["best_trial"]] for row in rows if row["best_trial"] in by_id}
 
 
-def status_command(exp_dir: str | Path, *, console: Console) -> None:
-    """Print the per-block table of an experiment."""
+def status_command(exp_dir: str | Path, *, console: Console, stopped: bool = False) -> None:
+    """Print the per-block table of an experiment; ``stopped``: its driver has ended, nothing runs."""
     info, records, running, rows = load_experiment(exp_dir)
+    if stopped:
+        running = {}
+        rows = block_summary(info, records, running)
     study = info["study"]
     total = len(study["blocks"][info["block_key"]]) * study["n_iter_block"]
     table = Table(
@@ -133,7 +137,7 @@ def export_command(exp_dir: str | Path, *, out: Path | None, fmt: str, console: 
         folder = out if out is not None else exp_dir / "best"
         folder.mkdir(parents=True, exist_ok=True)
         for label, rec in best.items():
-            path = folder / f"{label}.yaml"
+            path = folder / f"{safe_name(label)}.yaml"
             path.write_text(_yaml_header(rec, robust[label]) + dump_config(config_from_dict(rec["config"])))
             console.print(f"wrote {path}")
         if not best:
@@ -206,10 +210,10 @@ def report_command(exp_dir: str | Path, *, console: Console) -> None:
         if label not in nodes:
             lines.append("No completed trial.\n")
             continue
-        tree_png = exp_dir / "trees" / f"{label}.png"
+        tree_png = exp_dir / "trees" / f"{safe_name(label)}.png"
         save_tree_plot(nodes[label], tree_png, label)
-        lines.append(f"![tree of {label}](trees/{label}.png)\n\n")
-        ucb = exp_dir / "ucb" / f"{label}.txt"
+        lines.append(f"![tree of {label}](trees/{tree_png.name})\n\n")
+        ucb = exp_dir / "ucb" / f"{safe_name(label)}.txt"
         if ucb.is_file():
             lines.append("```\n" + ucb.read_text().rstrip() + "\n```\n\n")
         rec = best.get(label)

@@ -22,6 +22,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from ntune.guards import safe_name
 from ntune.records import (
     SEARCH_KEY,
     block_summary,
@@ -231,8 +232,8 @@ class Journal:
                 continue
             if self.searcher is not None:
                 (self.exp_dir / "ucb").mkdir(exist_ok=True)
-                (self.exp_dir / "ucb" / f"{label}.txt").write_text(self.searcher.tree_text(label))
-            save_tree_plot(nodes, self.exp_dir / "trees" / f"{label}.png", label)
+                (self.exp_dir / "ucb" / f"{safe_name(label)}.txt").write_text(self.searcher.tree_text(label))
+            save_tree_plot(nodes, self.exp_dir / "trees" / f"{safe_name(label)}.png", label)
 
 
 class JournalCallback(Callback):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-from ntune.config import config_hash
+from ntune.config import ConfigError, config_hash
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -31,6 +31,28 @@ _CRC_CHUNK = 1 << 26  # bytes per zlib.crc32 call
 
 class CacheCorruptError(RuntimeError):
     """An entry exists but is incomplete, altered or unreadable; the message says what is wrong."""
+
+
+class NonFiniteDataError(ConfigError):
+    """Data to be cached hold NaN or infinity (a diverging simulation); nothing was written."""
+
+
+def check_finite(arrays: dict[str, np.ndarray]) -> None:
+    """Raise :class:`NonFiniteDataError` naming the first float array with NaN/inf and where it starts."""
+    for name, a in arrays.items():
+        if not np.issubdtype(a.dtype, np.floating):
+            continue
+        bad = ~np.isfinite(a)
+        if bad.any():
+            first = np.unravel_index(int(np.argmax(bad)), a.shape)
+            where = (
+                f"first at frame {first[0]}" if a.ndim == 2 and name in ("u", "y") else f"first at {first}"
+            )
+            raise NonFiniteDataError(
+                f"the simulated data are not finite: {name} has {int(bad.sum())} NaN/inf values of {a.size} "
+                f"({where}); the dynamics diverge, so nothing was cached. Lower simulation.delta_t, the gains "
+                "in simulation.params or the connectivity scale"
+            )
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -65,8 +87,10 @@ def entry_lock(entry: Path) -> FileLock:
 def write_entry(entry: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Write ``arrays`` and ``meta`` (plus checksums) as ``entry``, atomically; replaces a stale entry.
 
-    Call while holding :func:`entry_lock`.
+    Call while holding :func:`entry_lock`. Float arrays with NaN or infinity raise
+    :class:`NonFiniteDataError` before anything is written.
     """
+    check_finite(arrays)
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = entry.parent / f".{entry.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ntune.config import ConfigError, NtuneConfig, dump_config, load_config
 
@@ -33,13 +34,20 @@ ConfigArg = Annotated[Path, typer.Argument(help="A run config YAML (simulation, 
 
 
 def _fail(err: Exception) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False)
+    """Print ``error: <message>`` (the message verbatim: no rich markup, no highlighting); exit code 2."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", str(err)), markup=False, highlight=False)
     return typer.Exit(code=2)
 
 
-def _load(config: Path, overrides: list[str] | None) -> NtuneConfig:
+def _load(config: Path, overrides: list[str] | None, what: str | None = None) -> NtuneConfig:
+    """Load and validate ``config``; with ``what`` ("simulation" or "trial") also check that it fits in memory."""
+    from ntune.guards import check_memory
+
     try:
-        return load_config(config, overrides)
+        cfg = load_config(config, overrides)
+        if what is not None:
+            check_memory(cfg, what)
+        return cfg
     except ConfigError as err:
         raise _fail(err) from None
 
@@ -68,7 +76,7 @@ def config_import(
     else:
         console.print(f"wrote {out}")
     if ignored:
-        err_console.print(f"ignored upstream fields: {', '.join(ignored)}", highlight=False)
+        err_console.print(f"ignored upstream fields: {', '.join(ignored)}", highlight=False, markup=False)
 
 
 @app.command()
@@ -76,7 +84,11 @@ def simulate(config: ConfigArg, set_: SetOpt = None) -> None:
     """Simulate (or load from the cache) the network of CONFIG; writes activity.png and connectivity.png."""
     from ntune.simulate import simulate_command
 
-    simulate_command(_load(config, set_), console=console)
+    cfg = _load(config, set_, "simulation")
+    try:
+        simulate_command(cfg, console=console)
+    except ConfigError as err:  # e.g. the simulated data are not finite
+        raise _fail(err) from None
 
 
 @app.command()
@@ -88,7 +100,11 @@ def train(
     """Train a SignalGNN on CONFIG's data; writes config, metrics, checkpoint, plots, TensorBoard events."""
     from ntune.train import train_command
 
-    code = train_command(_load(config, set_), out=out, console=console)
+    cfg = _load(config, set_, "trial")
+    try:
+        code = train_command(cfg, out=out, console=console)
+    except ConfigError as err:  # e.g. the simulated data are not finite
+        raise _fail(err) from None
     raise typer.Exit(code=code)
 
 

@@ -17,9 +17,9 @@ from ntune.records import fmt
 STATUS_COLUMNS = ("block", "done", "run", "conv", "fail", "R2", "cluster", "robust", "L1", "lr_W", "state")
 
 
-def status_command(exp_dir: str | Path, *, console: Console) -> None:
-    """Print the per-block table of an experiment."""
-    title, caption, rows = status_rows(exp_dir)
+def status_command(exp_dir: str | Path, *, console: Console, stopped: bool = False) -> None:
+    """Print the per-block table of an experiment; ``stopped``: its driver has ended, nothing runs."""
+    title, caption, rows = status_rows(exp_dir, stopped=stopped)
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption=caption)
     for col in STATUS_COLUMNS:
         table.add_column(col, justify="right", no_wrap=True)

@@ -11,11 +11,20 @@ import copy
 import difflib
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from searchers.dotted import get_dotted as get_dotted
 from searchers.dotted import set_dotted as set_dotted
@@ -34,6 +43,31 @@ def _check_device_name(v: str) -> str:
 DeviceName = Annotated[str, AfterValidator(_check_device_name)]
 
 
+def _not_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError("a boolean is not a number")
+    return v
+
+
+def _finite(v: Any) -> Any:
+    v = _not_bool(v)
+    if isinstance(v, int | float | str):
+        try:
+            x = float(v)
+        except ValueError:
+            return v  # pydantic reports the parse error
+        if not math.isfinite(x):
+            raise ValueError("not a finite number (NaN and infinity are not allowed)")
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+"""An integer field: ``true``/``false`` are rejected (a bool is not a number)."""
+
+FiniteFloat = Annotated[float, BeforeValidator(_finite)]
+"""A float field: NaN, +-inf and booleans are rejected; every float field of ntune uses it."""
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -44,43 +78,43 @@ class SimulationConfig(_Section):
     signal_model_name: Literal["PDE_N2"] = Field(
         "PDE_N2", description="Simulator; only PDE_N2 is implemented."
     )
-    n_neurons: int = Field(1000, gt=0, description="Number of neurons N (> 0).")
-    n_neuron_types: int = Field(
+    n_neurons: Int = Field(1000, gt=0, description="Number of neurons N (> 0).")
+    n_neuron_types: Int = Field(
         4, gt=0, description="Number of neuron types; types are contiguous blocks of N/n_types."
     )
-    n_frames: int = Field(100_000, gt=1, description="Stored frames T after burn-in (> 1).")
-    delta_t: float = Field(0.01, gt=0, description="Euler step dt (> 0).")
-    start_frame: int = Field(
+    n_frames: Int = Field(100_000, gt=1, description="Stored frames T after burn-in (> 1).")
+    delta_t: FiniteFloat = Field(0.01, gt=0, description="Euler step dt (> 0).")
+    start_frame: Int = Field(
         -1000, le=0, description="Burn-in: -start_frame Euler steps are run and discarded (<= 0)."
     )
     connectivity_type: Literal["Lorentz", "Gaussian"] = Field(
         "Lorentz", description="Distribution of W entries: 'Lorentz' (Cauchy) or 'Gaussian'."
     )
-    connectivity_filling_factor: float = Field(
+    connectivity_filling_factor: FiniteFloat = Field(
         1.0, gt=0, le=1, description="Probability that an off-diagonal synapse is present, in (0, 1]."
     )
-    connectivity_init: list[float] = Field(
+    connectivity_init: list[FiniteFloat] = Field(
         [0.0, 1.0],
         min_length=2,
         max_length=2,
         description="Gaussian W: [mean, std] of entries before division by sqrt(n_neurons).",
     )
-    lorentz_exponent: float | None = Field(
+    lorentz_exponent: FiniteFloat | None = Field(
         None,
         gt=0,
         description="Lorentz W is divided by N**exponent; None uses upstream's table (0.7 for N < 2000).",
     )
-    params: list[list[float]] = Field(
+    params: list[list[FiniteFloat]] = Field(
         [[10.0, 1.0, 1.0], [10.0, 2.0, 1.0], [10.0, 1.0, 2.0], [10.0, 2.0, 2.0]],
         description="One row [g, s, c] per neuron type (coupling gain, self-excitation, decay).",
     )
     phi: Literal["tanh", "linear"] = Field(
         "tanh", description="Synaptic transfer function phi: 'tanh' or 'linear'."
     )
-    noise_model_level: float = Field(
+    noise_model_level: FiniteFloat = Field(
         0.0, ge=0, description="Std of process noise added per Euler step (>= 0)."
     )
-    seed: int = Field(42, ge=0, description="One seed fixes W, the mask, u0 and the noise (>= 0).")
+    seed: Int = Field(42, ge=0, description="One seed fixes W, the mask, u0 and the noise (>= 0).")
     device: DeviceName = Field("auto", description="'auto', 'cpu' or 'cuda[:k]' for the simulation.")
 
     @model_validator(mode="after")
@@ -106,53 +140,57 @@ class GraphModelConfig(_Section):
     signal_model_name: Literal["PDE_N2"] = Field(
         "PDE_N2", description="Model family; only PDE_N2 is implemented."
     )
-    embedding_dim: int = Field(2, gt=0, description="Dimension of the per-neuron embedding a (> 0).")
-    hidden_dim: int = Field(64, gt=0, description="Width of the hidden layers of lin_edge and lin_phi (> 0).")
-    n_layers: int = Field(3, ge=2, description="Linear layers per MLP (>= 2); 3 gives in -> 64 -> 64 -> 1.")
+    embedding_dim: Int = Field(2, gt=0, description="Dimension of the per-neuron embedding a (> 0).")
+    hidden_dim: Int = Field(64, gt=0, description="Width of the hidden layers of lin_edge and lin_phi (> 0).")
+    n_layers: Int = Field(3, ge=2, description="Linear layers per MLP (>= 2); 3 gives in -> 64 -> 64 -> 1.")
     backend: Literal["dense", "edge"] = Field(
         "dense",
         description="'dense': (W*mask) @ lin_edge(u), one GEMM; 'edge': torch_geometric message passing.",
     )
-    W_init_std: float = Field(0.01, ge=0, description="W is initialised N(0, W_init_std^2) (>= 0).")
+    W_init_std: FiniteFloat = Field(0.01, ge=0, description="W is initialised N(0, W_init_std^2) (>= 0).")
 
 
 class TrainingConfig(_Section):
     """Trainer hyperparameters (upstream semantics; what upstream changed in code is configurable here)."""
 
-    n_epochs: int = Field(1, gt=0, description="Epochs (> 0).")
-    batch_size: int = Field(8, gt=0, description="Frames per iteration (> 0).")
-    data_augmentation_loop: int = Field(
+    n_epochs: Int = Field(1, gt=0, description="Epochs (> 0).")
+    batch_size: Int = Field(8, gt=0, description="Frames per iteration (> 0).")
+    data_augmentation_loop: Int = Field(
         10,
         gt=0,
         description="Iterations per epoch = int(n_frames * data_augmentation_loop // batch_size * 0.2).",
     )
-    learning_rate_W_start: float = Field(1e-3, gt=0, description="Learning rate of W (> 0).")
-    learning_rate_start: float = Field(5e-4, gt=0, description="Learning rate of lin_edge and lin_phi (> 0).")
-    learning_rate_embedding_start: float = Field(
+    learning_rate_W_start: FiniteFloat = Field(1e-3, gt=0, description="Learning rate of W (> 0).")
+    learning_rate_start: FiniteFloat = Field(
+        5e-4, gt=0, description="Learning rate of lin_edge and lin_phi (> 0)."
+    )
+    learning_rate_embedding_start: FiniteFloat = Field(
         7.5e-4, gt=0, description="Learning rate of embeddings a (> 0)."
     )
-    coeff_W_L1: float = Field(1e-5, ge=0, description="Weight of ||W||_1 (>= 0).")
+    coeff_W_L1: FiniteFloat = Field(1e-5, ge=0, description="Weight of ||W||_1 (>= 0).")
     coeff_W_L1_scale_by_filling: bool = Field(
         False, description="Divide coeff_W_L1 by connectivity_filling_factor (sparser nets get more L1)."
     )
-    coeff_lin_phi_zero: float = Field(1.0, ge=0, description="Weight of ||lin_phi([0, a])||_2 (>= 0).")
-    coeff_edge_diff: float = Field(
+    coeff_lin_phi_zero: FiniteFloat = Field(1.0, ge=0, description="Weight of ||lin_phi([0, a])||_2 (>= 0).")
+    coeff_edge_diff: FiniteFloat = Field(
         100.0, ge=0, description="Weight of the lin_edge monotonicity penalty (>= 0)."
     )
     optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = Field("adam", description="Optimizer.")
     scheduler: Literal["none", "cosine", "plateau"] = Field("none", description="Learning-rate schedule.")
-    gradient_clip: float = Field(0.0, ge=0, description="Max gradient norm; 0 disables clipping (>= 0).")
-    test_fraction: float = Field(
+    gradient_clip: FiniteFloat = Field(
+        0.0, ge=0, description="Max gradient norm; 0 disables clipping (>= 0)."
+    )
+    test_fraction: FiniteFloat = Field(
         0.1, ge=0, lt=0.9, description="Held-out tail of the trajectory, in [0, 0.9)."
     )
-    n_rollout_frames: int = Field(1000, gt=0, description="Frames of the held-out rollout test (> 0).")
+    n_rollout_frames: Int = Field(1000, gt=0, description="Frames of the held-out rollout test (> 0).")
     cluster_method: Literal["kmeans", "single_linkage"] = Field(
         "kmeans", description="Embedding clustering for cluster_accuracy."
     )
-    n_log_points: int = Field(
+    n_log_points: Int = Field(
         20, gt=0, description="In-training evaluations (TensorBoard, tune.report) per run."
     )
-    seed: int = Field(0, ge=0, description="Seed of W init, MLP init and frame sampling (>= 0).")
+    seed: Int = Field(0, ge=0, description="Seed of W init, MLP init and frame sampling (>= 0).")
     device: DeviceName = Field("auto", description="'auto', 'cpu' or 'cuda[:k]' for training.")
 
 
@@ -226,7 +264,14 @@ def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
         key = key.strip()
         if not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {item!r}: empty field path")
-        parsed.append((key, _yaml_value(raw)))
+        try:
+            parsed.append((key, _yaml_value(raw)))
+        except yaml.YAMLError as err:
+            problem = str(getattr(err, "problem", "") or err).splitlines()[0]
+            raise ConfigError(
+                f"--set {key}: value {raw!r} is not valid YAML ({problem}); "
+                "quote it or fix the brackets, e.g. --set 'a.b=[1, 2]'"
+            ) from None
     return parsed
 
 
@@ -256,18 +301,35 @@ def config_from_dict(data: dict[str, Any] | None, overrides: list[str] | None = 
 def read_yaml(path: str | Path) -> Any:
     """``yaml.safe_load`` a file, with errors that name the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (binary data); give a YAML file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text file (binary data); give a YAML file")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        raise ConfigError(
+            f"{path}: the file is empty. ntune refuses empty configs, because all defaults mean upstream "
+            "scale (1000 neurons x 100000 frames); write `simulation: {}` to ask for that on purpose"
+        )
+    return data
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> NtuneConfig:
     """Load and validate a YAML config; ``overrides`` like ``["training.coeff_W_L1=1e-5"]``."""
+    data = read_yaml(path)  # its errors name the file already
     try:
-        return config_from_dict(read_yaml(path), overrides)
+        return config_from_dict(data, overrides)
     except ConfigError as err:
         raise ConfigError(f"{path}:\n{err}") from None
 

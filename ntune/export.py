@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ntune.config import ConfigError, config_from_dict, dump_config
+from ntune.guards import safe_name
 from ntune.journal import save_tree_plot
 from ntune.ledger import Ledger
 from ntune.plots import plot_landscape, save_figure
@@ -62,9 +63,12 @@ def best_records(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> d
     return {row["block"]: by_id[row["best_trial"]] for row in rows if row["best_trial"] in by_id}
 
 
-def status_rows(exp_dir: str | Path) -> tuple[str, str, list[dict[str, Any]]]:
-    """(title, caption, per-block rows) of ``ntune status``."""
+def status_rows(exp_dir: str | Path, *, stopped: bool = False) -> tuple[str, str, list[dict[str, Any]]]:
+    """(title, caption, per-block rows) of ``ntune status``; ``stopped``: its driver has ended, nothing runs."""
     info, records, running, rows = load_experiment(exp_dir)
+    if stopped:
+        running = {}
+        rows = Ledger(info).extend(records).rows()
     study = info["study"]
     total = len(study["blocks"][info["block_key"]]) * study["n_iter_block"]
     title = f"{study['name']}: {len(records)}/{total} trials done, {len(running)} running"
@@ -116,7 +120,7 @@ def export(exp_dir: str | Path, *, out: Path | None, fmt: str) -> list[tuple[str
         folder = out if out is not None else exp_dir / "best"
         folder.mkdir(parents=True, exist_ok=True)
         for label, rec in best.items():
-            path = folder / f"{label}.yaml"
+            path = folder / f"{safe_name(label)}.yaml"
             path.write_text(_yaml_header(rec, robust[label]) + dump_config(config_from_dict(rec["config"])))
             done.append(("wrote", str(path)))
         if not best:
@@ -169,11 +173,12 @@ def report(exp_dir: str | Path) -> Path:
         if not r["trials"]:
             lines.append("No completed trial.\n")
             continue
-        ucb = exp_dir / "ucb" / f"{label}.txt"
+        ucb = exp_dir / "ucb" / f"{safe_name(label)}.txt"
         if ucb.is_file():  # the tree as the searcher holds it (the journal writes its text)
             text = ucb.read_text()
-            save_tree_plot(text, exp_dir / "trees" / f"{label}.png", label)
-            lines.append(f"![tree of {label}](trees/{label}.png)\n\n")
+            tree_png = exp_dir / "trees" / f"{safe_name(label)}.png"
+            save_tree_plot(text, tree_png, label)
+            lines.append(f"![tree of {label}](trees/{tree_png.name})\n\n")
             lines.append("```\n" + text.rstrip() + "\n```\n\n")
         rec = best.get(label)
         if rec is None:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from ntune.guards import safe_name
 from ntune.ledger import Ledger
 from ntune.plots import plot_tree, save_figure
 from ntune.records import SEARCH_KEY, read_info
@@ -196,9 +197,9 @@ class Journal:
         for label in sorted(self._tree_due):
             self.write_tree(label)
         for label in sorted(self._plot_due):
-            text = self.exp_dir / "ucb" / f"{label}.txt"
+            text = self.exp_dir / "ucb" / f"{safe_name(label)}.txt"
             if text.is_file():
-                save_tree_plot(text.read_text(), self.exp_dir / "trees" / f"{label}.png", label)
+                save_tree_plot(text.read_text(), self.exp_dir / "trees" / f"{safe_name(label)}.png", label)
         self._plot_due.clear()
 
     def write_tree(self, label: str) -> None:
@@ -207,10 +208,10 @@ class Journal:
         if self.searcher is None:
             return
         (self.exp_dir / "ucb").mkdir(exist_ok=True)
-        (self.exp_dir / "ucb" / f"{label}.txt").write_text(self.searcher.tree_text(label))
+        (self.exp_dir / "ucb" / f"{safe_name(label)}.txt").write_text(self.searcher.tree_text(label))
         ucb_scores = getattr(self.searcher, "ucb_scores", None)
         if ucb_scores is not None:  # the seeds' form, study-wide node ids
-            folder = self.exp_dir / "blocks" / label
+            folder = self.exp_dir / "blocks" / safe_name(label)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "ucb_scores.txt").write_text(ucb_scores(label))
         self._plot_due.add(label)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ntune.config import get_dotted
+from ntune.config import ConfigError, get_dotted
 from ntune.ledger import Ledger
 from searchers.objective import classify, score
 from searchers.record import SEARCH_KEY, SearchRecord
@@ -50,7 +50,13 @@ def read_info(exp_dir: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{exp_dir}: no study.json; is this an ntune experiment folder (storage_path/name)?"
         )
-    return json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"{path}: corrupt, not readable as JSON ({err})") from None
+    if not isinstance(info, dict) or not {"study", "block_key"} <= info.keys():
+        raise ConfigError(f"{path}: corrupt, not an ntune study.json (no 'study' and 'block_key')")
+    return info
 
 
 def read_trials(exp_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, str]]:

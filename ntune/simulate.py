@@ -235,12 +235,13 @@ def _arrays(data: SimData) -> dict[str, np.ndarray]:
     }
 
 
-def _from_entry(entry: Path, config: SimulationConfig) -> SimData | None:
-    """The cached data of ``entry``; None if absent; a corrupt entry is logged and treated as absent."""
+def _from_entry(entry: Path, config: SimulationConfig, warn: bool = True) -> SimData | None:
+    """The cached data of ``entry``; None if absent; a corrupt entry is treated as absent (logged if ``warn``)."""
     try:
         found = cache.read_entry(entry)
     except cache.CacheCorruptError as err:
-        log.warning("corrupt cache entry, regenerating: %s", err)
+        if warn:
+            log.warning("corrupt cache entry, regenerating: %s", err)
         return None
     if found is None:
         return None
@@ -263,7 +264,7 @@ def load_or_simulate(
     if data is not None:
         return data
     with cache.entry_lock(entry):
-        data = _from_entry(entry, config)
+        data = _from_entry(entry, config, warn=False)  # re-check under the lock; warned above already
         if data is not None:
             return data
         data = simulate(config, progress=progress)

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ntune.config import ConfigError, config_from_dict, dump_config, format_validation_error
+from ntune.guards import check_study, preflight
 from ntune.journal import Journal
 from ntune.records import SEARCH_KEY, fmt, make_record, read_info, read_trials, study_info
 from ntune.study_config import StudyConfig, load_study
@@ -321,14 +322,21 @@ def _start_ray(address: str | None, console: Console) -> bool:
     return True
 
 
+def _ray_nodes() -> list[dict[str, float]]:
+    """Total resources of each alive node of the Ray cluster this driver is connected to."""
+    import ray
+
+    return [dict(node.get("Resources") or {}) for node in ray.nodes() if node.get("Alive")]
+
+
 def _comparable(info: dict[str, Any]) -> dict[str, Any]:
     """A study.json without the fields that only say where the experiment lives."""
     study = {k: v for k, v in info["study"].items() if k not in ("name", "storage_path")}
     return {**info, "study": study}
 
 
-def _prepare_dir(exp_dir: Path, info: dict[str, Any], fresh: bool, console: Console) -> bool:
-    """Create or check the experiment folder; True when an earlier run of it will be resumed."""
+def _check_dir(exp_dir: Path, info: dict[str, Any], fresh: bool) -> None:
+    """Raise when the experiment folder cannot be used; changes nothing (called before Ray starts)."""
     from ray import tune
 
     ours = (exp_dir / "study.json").is_file() or (exp_dir / "tuner.pkl").is_file()
@@ -336,15 +344,23 @@ def _prepare_dir(exp_dir: Path, info: dict[str, Any], fresh: bool, console: Cons
         raise ConfigError(
             f"{exp_dir} exists and is not an ntune experiment; choose another --name or --storage"
         )
-    if fresh and exp_dir.exists():
-        shutil.rmtree(exp_dir)
-    if exp_dir.exists() and tune.Tuner.can_restore(str(exp_dir)):
+    if not fresh and exp_dir.exists() and tune.Tuner.can_restore(str(exp_dir)):
         old = read_info(exp_dir) if (exp_dir / "study.json").is_file() else None
         if old is not None and _comparable(old) != _comparable(json.loads(json.dumps(info))):
             raise ConfigError(
                 f"{exp_dir} holds an experiment of a different study; resume it with its own settings, "
                 "or pass --fresh (start over) or --name (another experiment)"
             )
+
+
+def _prepare_dir(exp_dir: Path, info: dict[str, Any], fresh: bool, console: Console) -> bool:
+    """Create or check the experiment folder; True when an earlier run of it will be resumed."""
+    from ray import tune
+
+    _check_dir(exp_dir, info, fresh)
+    if fresh and exp_dir.exists():
+        shutil.rmtree(exp_dir)
+    if exp_dir.exists() and tune.Tuner.can_restore(str(exp_dir)):
         console.print(f"resuming experiment {exp_dir} (pass --fresh to start over)")
         return True
     if exp_dir.exists():
@@ -383,12 +399,15 @@ def run_command(
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    resume = _prepare_dir(exp_dir, info, fresh, console)
-    info = json.loads(json.dumps(info))  # as study.json holds it; the journal never reads that file again
-    if resume:  # Tuner.restore unpickles the callbacks with their journal, which then loads its records
-        Journal.mark_resumed(exp_dir)
+    check_study(study, base)  # storage folder and memory, before Ray starts
+    _check_dir(exp_dir, info, fresh)
     started = _start_ray(address, console)
     try:
+        preflight(study, _ray_nodes())  # each trial's resources fit the cluster; before any folder is made
+        resume = _prepare_dir(exp_dir, info, fresh, console)
+        info = json.loads(json.dumps(info))  # as study.json holds it; the journal never reads that file again
+        if resume:  # Tuner.restore unpickles the callbacks with their journal, which then loads its records
+            Journal.mark_resumed(exp_dir)
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(study.max_concurrent_trials)
         # with verbose=0 and the legacy reporter Tune prints no tables; ntune prints the progress
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -445,7 +464,7 @@ def _finish(exp_dir: Path, study: StudyConfig, console: Console) -> int:
     from ntune.commands import export_command, status_command
 
     records, _ = read_trials(exp_dir)
-    status_command(exp_dir, console=console)
+    status_command(exp_dir, console=console, stopped=True)
     if len(records) < study.n_trials:
         console.print(f"stopped after {len(records)}/{study.n_trials} trials; run the same command to resume")
         return 130

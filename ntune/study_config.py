@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ntune.config import (
     ConfigError,
+    FiniteFloat,
+    Int,
     config_from_dict,
     config_to_dict,
     format_validation_error,
@@ -24,6 +26,7 @@ from ntune.config import (
     read_yaml,
     set_dotted,
 )
+from ntune.guards import BAD_NAME_CHARS
 from searchers.objective import default_thresholds, default_weights
 from searchers.space import validate_domain
 
@@ -39,8 +42,8 @@ class _Model(BaseModel):
 class Objective(_Model):
     """score = sum of weight * metric (clipped to [0, 1]); converged when every thresholded metric passes."""
 
-    weights: dict[str, float] = Field(default_factory=default_weights, description="metric -> weight.")
-    thresholds: dict[str, float] = Field(
+    weights: dict[str, FiniteFloat] = Field(default_factory=default_weights, description="metric -> weight.")
+    thresholds: dict[str, FiniteFloat] = Field(
         default_factory=default_thresholds,
         description="metric -> value a converged run exceeds.",
     )
@@ -65,8 +68,15 @@ class Objective(_Model):
 class Resources(_Model):
     """Resources of one trial; fractional GPUs pack several trials on one device."""
 
-    cpu: float = Field(1.0, gt=0, description="CPUs per trial (> 0).")
-    gpu: float = Field(0.0, ge=0, description="GPUs per trial (>= 0; 0.25 packs four trials on a GPU).")
+    cpu: FiniteFloat = Field(1.0, gt=0, description="CPUs per trial (> 0).")
+    gpu: FiniteFloat = Field(0.0, ge=0, description="GPUs per trial (>= 0; 0.25 packs four trials on a GPU).")
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_above_one(cls, v: float) -> float:
+        if v > 1 and not v.is_integer():
+            raise ValueError(f"{v} GPUs: a request above 1 must be a whole number (Ray cannot split it)")
+        return v
 
 
 class StudyConfig(_Model):
@@ -85,30 +95,30 @@ class StudyConfig(_Model):
     space: dict[str, dict[str, Any]] = Field(
         ..., description="Dotted key -> domain (type, low, high | values)."
     )
-    n_iter_block: int = Field(12, gt=0, description="Trials per block (> 0).")
-    ucb_c: float = Field(1.414, ge=0, description="Exploration constant c of UCB (>= 0).")
+    n_iter_block: Int = Field(12, gt=0, description="Trials per block (> 0).")
+    ucb_c: FiniteFloat = Field(1.414, ge=0, description="Exploration constant c of UCB (>= 0).")
     formula: Literal["ucb", "puct"] = Field(
         "ucb", description="'ucb' (mean + c sqrt(ln N / n)) or upstream 'puct'."
     )
-    robustness_repeats: int = Field(
+    robustness_repeats: Int = Field(
         3, ge=1, description="Runs (seeds) a converged config needs to be robust (>= 1)."
     )
-    retry_failed: int = Field(1, ge=0, description="Retries of a config whose only run failed (>= 0).")
+    retry_failed: Int = Field(1, ge=0, description="Retries of a config whose only run failed (>= 0).")
     resources: Resources = Field(default_factory=Resources)
-    max_concurrent_trials: int = Field(2, ge=1, description="Trials running at once (>= 1).")
-    max_failures: int = Field(
+    max_concurrent_trials: Int = Field(2, ge=1, description="Trials running at once (>= 1).")
+    max_failures: Int = Field(
         0, ge=0, description="Ray retries of a crashed trial before it is recorded failed."
     )
     storage_path: str = Field(
         "./ntune_results", min_length=1, description="Folder holding the experiment folder."
     )
-    seed: int = Field(0, ge=0, description="Searcher seed (mutations, run seeds).")
-    population: int | Literal["auto"] = Field(
+    seed: Int = Field(0, ge=0, description="Searcher seed (mutations, run seeds).")
+    population: Int | Literal["auto"] = Field(
         "auto",
         description="Configs per Tune trial trained as one batched model (>= 1), or 'auto' "
         f"(1 on CPU, where it does not pay; {GPU_POPULATION} when trials have a GPU).",
     )
-    torch_threads: int | None = Field(
+    torch_threads: Int | None = Field(
         None, ge=1, description="torch threads per trial (default: resources.cpu)."
     )
 
@@ -129,6 +139,13 @@ class StudyConfig(_Model):
             raise ValueError(f"blocks.{key} has no values")
         if len({repr(x) for x in values}) != len(values):
             raise ValueError(f"blocks.{key} has duplicate values: {values}")
+        for value in values:
+            bad = [c for c in BAD_NAME_CHARS if c in str(value)]
+            if bad:
+                raise ValueError(
+                    f"{key}: value {value!r} contains {' and '.join(map(repr, bad))}; block values "
+                    "name folders and files, so they may not contain path separators or NUL"
+                )
         return v
 
     @field_validator("space")
@@ -262,7 +279,8 @@ def study_from_dict(
 def load_study(path: str | Path, overrides: list[str] | None = None) -> tuple[StudyConfig, dict]:
     """Load and validate a study YAML; errors name the file and the field."""
     path = Path(path)
+    data = read_yaml(path)  # its errors name the file already
     try:
-        return study_from_dict(read_yaml(path), path.resolve().parent, overrides)
+        return study_from_dict(data, path.resolve().parent, overrides)
     except ConfigError as err:
         raise ConfigError(f"{path}:\n{err}") from None

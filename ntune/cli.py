@@ -98,7 +98,7 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/train-<time>).")] = None,
 ) -> None:
     """Train a SignalGNN on CONFIG's data; writes config, metrics, checkpoint, plots, TensorBoard events."""
-    from ntune.train import train_command
+    from ntune.commands import train_command
 
     cfg = _load(config, set_, "trial")
     try:

@@ -1,11 +1,15 @@
-"""Console commands over experiment folders: ``ntune status``, ``export``, ``report`` (print only).
+"""Console commands: ``ntune train`` and, over experiment folders, ``status``, ``export``, ``report``.
 
-Each calls the data function of :mod:`ntune.export` and prints what it returns. No Ray.
+Each calls a domain function (:func:`ntune.train.fit`, :mod:`ntune.export`) and prints what it returns:
+progress bars and tables live here, not in the domain modules. No Ray.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -13,6 +17,9 @@ from rich.table import Table
 
 from ntune.export import export, report, status_rows
 from ntune.records import fmt
+
+if TYPE_CHECKING:
+    from ntune.config import NtuneConfig
 
 STATUS_COLUMNS = ("block", "done", "run", "conv", "fail", "R2", "cluster", "robust", "L1", "lr_W", "state")
 
@@ -56,3 +63,52 @@ def export_command(exp_dir: str | Path, *, out: Path | None, fmt: str, console: 
 def report_command(exp_dir: str | Path, *, console: Console) -> None:
     """Write EXP/report.md and print its path."""
     console.print(f"wrote {report(exp_dir)}")
+
+
+def train_command(config: NtuneConfig, *, out: Path | None, console: Console) -> int:
+    """``ntune train``: progress bar with live loss and R^2, final metrics table, outputs in ``out``.
+
+    ``out`` (default ``runs/train-<timestamp>``) receives config.yaml, metrics.json, checkpoint.pt, the PNGs
+    and the TensorBoard events. Returns 0 when training finished, 1 when it diverged.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from ntune.checkpoint import save_checkpoint
+    from ntune.config import dump_config
+    from ntune.simulate import load_or_simulate
+    from ntune.train import METRIC_KEYS, figures, fit
+
+    out = Path(out) if out is not None else Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(config, out / "config.yaml")
+    with console.status("loading or simulating data"):
+        data = load_or_simulate(config.simulation)
+    console.print(f"data: {data.path}", highlight=False)
+    columns = (
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        "{task.fields[live]}",
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("training", total=None, live="")
+
+        def show(m: dict[str, Any]) -> None:
+            live = f"loss {m['loss']:.4g}  R2 {m['connectivity_R2']:.3f}  cluster {m['cluster_accuracy']:.3f}"
+            bar.update(task, total=m["n_iterations"], completed=m["iteration"], live=live)
+
+        result = fit(config, data, on_progress=show, log_dir=out)
+    save_checkpoint(result, out / "checkpoint.pt")
+    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+    for name, fig in figures(result.model, data, result.metrics, result.losses).items():
+        fig.savefig(out / f"{name}.png", dpi=120)
+    table = Table(title=f"{result.status}: {result.metrics['classification']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in METRIC_KEYS:
+        value = result.metrics[key]
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"outputs: {out}  (tensorboard --logdir {out})", highlight=False)
+    return 0 if result.status == "ok" else 1

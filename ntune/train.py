@@ -23,15 +23,14 @@ from torch import Tensor
 
 from ntune import metrics as M
 from ntune.checkpoint import load_checkpoint, save_checkpoint
-from ntune.config import NtuneConfig, TrainingConfig, dump_config
+from ntune.config import NtuneConfig, TrainingConfig
 from ntune.model import SignalGNN
 from ntune.simulate import SimData, neuron_params, pde_n2_rhs, resolve_device
 
 if TYPE_CHECKING:
-    from rich.console import Console
     from torch.utils.tensorboard import SummaryWriter
 
-__all__ = ["METRIC_KEYS", "TrainResult", "fit", "load_checkpoint", "save_checkpoint", "train_command"]
+__all__ = ["METRIC_KEYS", "TrainResult", "fit", "load_checkpoint", "save_checkpoint"]
 
 METRIC_KEYS = (
     "connectivity_R2", "connectivity_slope", "zero_band", "cross", "cluster_accuracy", "test_R2",
@@ -423,52 +422,3 @@ def figures(
         out[kind] = fig
         plt.close(fig)
     return out
-
-
-def train_command(config: NtuneConfig, *, out: Path | None, console: Console) -> int:
-    """``ntune train``: progress bar with live loss and R^2, final metrics table, outputs in ``out``.
-
-    ``out`` (default ``runs/train-<timestamp>``) receives config.yaml, metrics.json, checkpoint.pt, the PNGs
-    and the TensorBoard events. Returns 0 when training finished, 1 when it diverged.
-    """
-    import json
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-    from rich.table import Table
-
-    from ntune.simulate import load_or_simulate
-
-    out = Path(out) if out is not None else Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(config, out / "config.yaml")
-    with console.status("loading or simulating data"):
-        data = load_or_simulate(config.simulation)
-    console.print(f"data: {data.path}", highlight=False)
-    columns = (
-        "{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        "{task.fields[live]}",
-    )
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("training", total=None, live="")
-
-        def show(m: dict[str, Any]) -> None:
-            live = f"loss {m['loss']:.4g}  R2 {m['connectivity_R2']:.3f}  cluster {m['cluster_accuracy']:.3f}"
-            bar.update(task, total=m["n_iterations"], completed=m["iteration"], live=live)
-
-        result = fit(config, data, on_progress=show, log_dir=out)
-    save_checkpoint(result, out / "checkpoint.pt")
-    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
-    for name, fig in figures(result.model, data, result.metrics, result.losses).items():
-        fig.savefig(out / f"{name}.png", dpi=120)
-    table = Table(title=f"{result.status}: {result.metrics['classification']}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in METRIC_KEYS:
-        value = result.metrics[key]
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    console.print(table)
-    console.print(f"outputs: {out}  (tensorboard --logdir {out})", highlight=False)
-    return 0 if result.status == "ok" else 1

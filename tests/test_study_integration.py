@@ -133,9 +133,8 @@ def assert_analysis_rebuilds_the_searchers_trees(exp_dir: Path) -> None:
 
 
 def test_tiny_study_journal_and_export(tmp_path: Path, ray_session: None) -> None:
-    from ntune.commands import export_command
+    from ntune.commands import export_command, train_command
     from ntune.study import run_command
-    from ntune.train import train_command
 
     console = Console(record=True, width=160)
     code = run_command(_study(tmp_path, "tiny"), console=console)

@@ -14,9 +14,10 @@ import torch
 from rich.console import Console
 
 from ntune.checkpoint import load_checkpoint
+from ntune.commands import train_command
 from ntune.config import NtuneConfig, config_from_dict
 from ntune.simulate import SimData, simulate
-from ntune.train import METRIC_KEYS, fit, train_command
+from ntune.train import METRIC_KEYS, fit
 
 
 def _config(n: int = 20, frames: int = 500, **training: Any) -> NtuneConfig:

@@ -56,8 +56,9 @@ class SimData:
     types: np.ndarray  # (N,) int64 neuron type, contiguous blocks
     params: np.ndarray  # (n_types, 3) float32 rows [g, s, c]
     config: SimulationConfig
-    summary: dict[str, float]  # spectral_radius, activity_std, effective_rank, n_synapses, ...
+    summary: dict[str, float]  # spectral_radius, activity_std, effective_rank, n_synapses, ceiling, ...
     path: Path | None = None  # cache entry, None if not cached
+    silent: list[int] | None = None  # silent presynaptic neurons (ntune.identifiability), None if not computed
 
 
 def neuron_types(n_neurons: int, n_types: int) -> np.ndarray:
@@ -246,7 +247,24 @@ def _from_entry(entry: Path, config: SimulationConfig) -> SimData | None:
         return None
     a, meta = found
     summary = {k: float(v) for k, v in meta["summary"].items()}
-    return SimData(a["u"], a["y"], a["W"], a["mask"], a["types"], a["params"], config, summary, entry)
+    data = SimData(a["u"], a["y"], a["W"], a["mask"], a["types"], a["params"], config, summary, entry)
+    if "ceiling" in summary:
+        data.silent = list(meta.get("silent", []))
+        return data
+    with cache.entry_lock(entry):  # an entry cached before identifiability existed: compute it once
+        add_identifiability(data)
+        cache.update_meta(entry, {"summary": data.summary, "silent": data.silent})
+    return data
+
+
+def add_identifiability(data: SimData) -> None:
+    """Compute the oracle of :mod:`ntune.identifiability` and add its numbers to ``data.summary``."""
+    from ntune.identifiability import of_data
+
+    nan = float("nan")
+    found = of_data(data) if data.summary.get("finite", 1.0) else {"ceiling": nan, "R2_exact": nan, "silent": []}
+    data.silent = found.pop("silent")
+    data.summary.update(found)
 
 
 def cache_entry(config: SimulationConfig, cache_dir: str | Path | None = None) -> Path:
@@ -267,7 +285,12 @@ def load_or_simulate(
         if data is not None:
             return data
         data = simulate(config, progress=progress)
-        meta = {"config": config.model_dump(mode="json", exclude={"device"}), "summary": data.summary}
+        add_identifiability(data)
+        meta = {
+            "config": config.model_dump(mode="json", exclude={"device"}),
+            "summary": data.summary,
+            "silent": data.silent,
+        }
         cache.write_entry(entry, _arrays(data), meta)
         data.path = entry
         return data
@@ -293,6 +316,10 @@ def simulate_command(config: NtuneConfig, *, console: Console) -> None:
     for key, value in data.summary.items():
         table.add_row(key, f"{value:.6g}")
     console.print(table)
+    from ntune.identifiability import verdict
+
+    silent = f" silent neurons: {data.silent}" if data.silent else ""
+    console.print(f"identifiability: {verdict(data.summary)}{silent}", highlight=False)
     assert data.path is not None
     _write_plots(data, data.path)
     console.print(f"plots: {data.path / 'activity.png'}, {data.path / 'connectivity.png'}", highlight=False)

@@ -1,0 +1,154 @@
+"""What the data can decide about W: the least-squares oracle, the ceiling, silent neurons (no Ray, no torch).
+
+With the true self-dynamics and the true transfer function phi the PDE_N2 target is linear in W:
+
+    z_i(t) = (y_i(t) + c_i u_i(t) - s_i tanh(u_i(t))) / g_i = sum_j W_ij phi(u_j(t))
+
+The **oracle** regresses z on phi(u) over the training frames, one least-squares problem per row, all rows
+in one solve (one SVD of the design, shared by every right-hand side). The design is centred (an intercept
+per row): a learner's lin_phi absorbs any constant, so a presynaptic neuron whose phi(u_j) is constant
+over the training frames (a **silent** neuron) determines nothing and its column comes out 0.
+
+* ``R2_exact``: connectivity_R2 of the oracle W with the exact target (~1 when phi(u) has full rank).
+* ``ceiling``: the same with Gaussian noise of ``noise`` (1 %) times the std of y added to the target;
+  it collapses where phi(u) is ill-conditioned, since the solve amplifies the noise by 1/s_min.
+* ``condition``: s_max / s_min of the centred phi(u) (inf when a column is constant).
+* ``silent``: presynaptic neurons whose phi(u_j) has std < ``SILENT_STD`` over the training frames.
+
+Frames: at most ``max_frames(N) = max(MIN_FRAMES, FRAMES_PER_NEURON * N)`` evenly spaced training frames
+(20 000 at N = 1000: an SVD of a 20 000 x 1000 float64 matrix, seconds on one core). Consecutive frames
+are nearly collinear (dt = 0.01), so a stride loses little of the span of phi(u); the noise is scaled by
+sqrt(F / T_train) so that the subsampled estimate has the variance the full-data estimate would have
+(X_F^T X_F ~ (F / T) X^T X). ``docs/science.md`` compares subsampled and full-data ceilings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+NOISE = 0.01  # target noise, fraction of std(y)
+SILENT_STD = 1e-3  # std of phi(u_j) over the training frames below which neuron j is silent
+MIN_FRAMES = 4000
+FRAMES_PER_NEURON = 20
+TEST_FRACTION = 0.1  # the trainer's default held-out tail; the oracle sees the training frames only
+IDENTIFIABLE = 0.95  # ceiling from which a block counts as identifiable (quickstart goal)
+SUMMARY_KEYS = ("ceiling", "R2_exact", "phi_condition", "n_silent", "ident_frames", "ident_time_s")
+REMEDY = "more frames, a larger network, or process noise (simulation.noise_model_level > 0)"
+
+
+def max_frames(n_neurons: int) -> int:
+    """How many evenly spaced training frames the oracle uses at most for a network of ``n_neurons``."""
+    return max(MIN_FRAMES, FRAMES_PER_NEURON * n_neurons)
+
+
+def _phi(u: np.ndarray, phi: str) -> np.ndarray:
+    return np.tanh(u) if phi == "tanh" else u
+
+
+def _r2(W_hat: np.ndarray, W: np.ndarray) -> float:
+    """Squared Pearson correlation of the off-diagonal entries (= metrics.connectivity_R2)."""
+    off = ~np.eye(W.shape[0], dtype=bool)
+    x, y = W[off].astype(np.float64), W_hat[off].astype(np.float64)
+    dx, dy = x - x.mean(), y - y.mean()
+    sxx, syy = float(dx @ dx), float(dy @ dy)
+    if sxx == 0 or syy == 0 or not math.isfinite(syy):
+        return 0.0
+    return float((dx @ dy) ** 2 / (sxx * syy))
+
+
+def oracle(
+    u: np.ndarray,
+    y: np.ndarray,
+    W: np.ndarray,
+    params: np.ndarray,
+    types: np.ndarray,
+    *,
+    phi: str = "tanh",
+    noise: float = NOISE,
+    test_fraction: float = TEST_FRACTION,
+    frames: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Identifiability of one data set: u, y (T, N), true W (N, N), params (n_types, 3) [g, s, c], types (N,).
+
+    Returns ``ceiling``, ``R2_exact``, ``phi_condition``, ``n_silent``, ``ident_frames``, ``ident_time_s``
+    (floats) and ``silent`` (list of neuron indices).
+    """
+    start = time.perf_counter()
+    T, N = u.shape
+    n_train = T - int(round(T * test_fraction))
+    F = min(n_train, frames or max_frames(N))
+    idx = np.linspace(0, n_train - 1, F).round().astype(np.int64)  # (F,)
+    u_f = np.asarray(u[idx], dtype=np.float64)  # (F, N)
+    y_f = np.asarray(y[idx], dtype=np.float64)  # (F, N)
+    p = np.asarray(params, dtype=np.float64)[np.asarray(types)]  # (N, 3)
+    g, s, c = p[:, 0], p[:, 1], p[:, 2]  # (N,) each
+    X = _phi(u_f, phi)  # (F, N)
+    X -= X.mean(axis=0)
+    z = (y_f + c * u_f - s * np.tanh(u_f)) / g  # (F, N)
+    rng = np.random.default_rng(seed)
+    y_std = float(np.asarray(y[:n_train:max(1, n_train // F)], dtype=np.float64).std())
+    sigma = noise * y_std * math.sqrt(F / n_train)
+    z_noisy = z + sigma * rng.standard_normal(z.shape) / g  # (F, N)
+    Z = np.concatenate([z, z_noisy], axis=1)  # (F, 2N): both targets share one solve
+    Z -= Z.mean(axis=0)
+    U, sv, Vt = np.linalg.svd(X, full_matrices=False)  # (F, N), (N,), (N, N)
+    keep = sv > sv[0] * max(F, N) * np.finfo(np.float64).eps  # lstsq's default cutoff
+    coef = Vt[keep].T @ ((U[:, keep].T @ Z) / sv[keep, None])  # (N, 2N) = W^T for both targets
+    W_exact, W_noisy = coef[:, :N].T, coef[:, N:].T  # (N, N) each, row i = postsynaptic
+    phi_std = X.std(axis=0)  # (N,)
+    silent = np.flatnonzero(phi_std < SILENT_STD)
+    cond = float(sv[0] / sv[-1]) if sv[-1] > 0 else math.inf
+    return {
+        "ceiling": _r2(W_noisy, W),
+        "R2_exact": _r2(W_exact, W),
+        "phi_condition": cond,
+        "n_silent": float(len(silent)),
+        "ident_frames": float(F),
+        "ident_time_s": time.perf_counter() - start,
+        "silent": [int(j) for j in silent],
+    }
+
+
+def of_data(data: Any) -> dict[str, Any]:
+    """:func:`oracle` of a :class:`ntune.simulate.SimData`."""
+    return oracle(data.u, data.y, data.W, data.params, data.types, phi=data.config.phi)
+
+
+def is_data_limited(summary: Mapping[str, Any], threshold: float) -> bool:
+    """True when the data's ceiling is below the R^2 ``threshold`` (no hyperparameter can reach it)."""
+    ceiling = summary.get("ceiling")
+    return ceiling is not None and math.isfinite(float(ceiling)) and float(ceiling) < threshold
+
+
+def verdict(summary: Mapping[str, Any], threshold: float = 0.9) -> str:
+    """One plain-words sentence on what the data can decide about W."""
+    ceiling = float(summary.get("ceiling", math.nan))
+    if not math.isfinite(ceiling):
+        return "identifiability unknown (no ceiling computed)"
+    n_silent = int(summary.get("n_silent", 0))
+    cond = float(summary.get("phi_condition", math.nan))
+    why = f"condition number of phi(u) {cond:.2g}" + (f", {n_silent} silent neurons" if n_silent else "")
+    if ceiling >= max(threshold, IDENTIFIABLE):
+        return f"identifiable: with the true dynamics, W is recoverable to R2 {ceiling:.3f} ({why})"
+    if ceiling >= threshold:
+        return f"barely identifiable: ceiling R2 {ceiling:.3f} is close to the threshold {threshold} ({why})"
+    return (
+        f"data-limited: even the true dynamics recover W only to R2 {ceiling:.3g} < {threshold} ({why}); "
+        f"no hyperparameter can fix this; what would help: {REMEDY}"
+    )
+
+
+def block_line(label: str, summary: Mapping[str, Any], threshold: float) -> str:
+    """One console / report line for a block: its ceiling and, when data-limited, what would help."""
+    ceiling = float(summary.get("ceiling", math.nan))
+    head = f"{label}: ceiling R2 {ceiling:.3g}, condition {float(summary.get('phi_condition', math.nan)):.2g}"
+    head += f", {int(summary.get('n_silent', 0))} silent"
+    if is_data_limited(summary, threshold):
+        return f"{head} -> DATA-LIMITED (< {threshold}); what would help: {REMEDY}"
+    return head

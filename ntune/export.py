@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ntune.config import ConfigError, config_from_dict, dump_config
+from ntune.identifiability import memory_section
 from ntune.journal import render_table, save_tree_plot
 from ntune.records import block_summary, fmt, group_nodes, read_info, read_trials
 
@@ -30,6 +31,7 @@ SUMMARY_FIELDS = (
     "running",
     "converged",
     "failed",
+    "ceiling",
     "best_R2",
     "best_cluster",
     "best_score",
@@ -64,7 +66,7 @@ def status_command(exp_dir: str | Path, *, console: Console) -> None:
     """Print the per-block table of an experiment."""
     info, records, running, rows = load_experiment(exp_dir)
     study = info["study"]
-    total = len(study["blocks"][info["block_key"]]) * study["n_iter_block"]
+    total = sum(r["budget"] for r in rows)
     table = Table(
         title=f"{study['name']}: {len(records)}/{total} trials done, {len(running)} running",
         box=box.SIMPLE_HEAD,
@@ -72,7 +74,20 @@ def status_command(exp_dir: str | Path, *, console: Console) -> None:
         collapse_padding=True,
         caption=f"block = {info['block_key']}; best R2 / cluster over the block's trials",
     )
-    for col in ("block", "done", "run", "conv", "fail", "R2", "cluster", "robust", "L1", "lr_W", "state"):
+    for col in (
+        "block",
+        "done",
+        "run",
+        "conv",
+        "fail",
+        "ceiling",
+        "R2",
+        "cluster",
+        "robust",
+        "L1",
+        "lr_W",
+        "state",
+    ):
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         table.add_row(
@@ -81,6 +96,7 @@ def status_command(exp_dir: str | Path, *, console: Console) -> None:
             str(r["running"]),
             str(r["converged"]),
             str(r["failed"]),
+            fmt(r["ceiling"], 3),
             fmt(r["best_R2"], 3),
             fmt(r["best_cluster"], 3),
             "yes" if r["robust"] else "no",
@@ -193,7 +209,7 @@ def report_command(exp_dir: str | Path, *, console: Console) -> None:
     folder.mkdir(exist_ok=True)
     lines = [f"# Study report: {info['study']['name']}\n\n", info["study"].get("description", "") + "\n\n"]
     lines.append(f"{len(records)} trials completed, {len(running)} running.\n\n## Comparison\n\n")
-    lines.append(render_table(rows))
+    lines.append(render_table(rows) + memory_section(info))
     numeric = all(isinstance(r["value"], int | float) for r in rows)
     if numeric and records:
         _landscape(rows, folder / "landscape.png", info["block_key"])

@@ -22,6 +22,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from ntune.identifiability import memory_section
 from ntune.records import (
     SEARCH_KEY,
     block_summary,
@@ -85,12 +86,12 @@ def format_entry(rec: dict[str, Any]) -> str:
 def render_table(rows: list[dict[str, Any]]) -> str:
     """The sparsity comparison table in Markdown."""
     lines = [
-        "| block | filling factor | best R2 | best cluster | robust | optimal L1 | optimal lr_W | trials | state |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| block | filling factor | ceiling | best R2 | best cluster | robust | optimal L1 | optimal lr_W | trials | state |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['block']} | {r['value']} | {fmt(r['best_R2'])} | {fmt(r['best_cluster'])} | "
+            f"| {r['block']} | {r['value']} | {fmt(r['ceiling'], 3)} | {fmt(r['best_R2'])} | {fmt(r['best_cluster'])} | "
             f"{'yes' if r['robust'] else 'no'} | {fmt(r['L1'])} | {fmt(r['lr_W'])} | "
             f"{r['trials']}/{r['budget']} | {r['state']} |"
         )
@@ -103,6 +104,7 @@ def render_memory(
     """The whole ``memory.md``."""
     rows = block_summary(info, records, running)
     out = [f"# Memory: {info['study']['name']}\n\n", "## Sparsity comparison\n\n", render_table(rows)]
+    out.append(memory_section(info))
     out.append("\n## Parameter mutations\n\n")
     effects = mutation_effects(records)
     if not effects:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ntune.config import get_dotted
+from ntune.identifiability import block_budget, ceiling_of
 from ntune.metrics import classify as metric_classify
 from ntune.metrics import score as metric_score
 
@@ -180,13 +181,15 @@ def block_summary(
         best = pick["best"] if pick else None
         n_run = sum(1 for b in (running or {}).values() if b == label)
         done = len(recs)
-        state = "done" if done >= study["n_iter_block"] else ("running" if n_run else "open")
+        budget = block_budget(info, label)
+        state = "done" if done >= budget else ("running" if n_run else "open")
         rows.append(
             {
                 "block": label,
                 "value": value,
                 "trials": done,
-                "budget": study["n_iter_block"],
+                "budget": budget,
+                "ceiling": ceiling_of(info, label),
                 "running": n_run,
                 "converged": sum(r["classification"] == "converged" for r in recs),
                 "failed": sum(r["status"] != "ok" for r in recs),

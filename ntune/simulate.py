@@ -58,7 +58,9 @@ class SimData:
     config: SimulationConfig
     summary: dict[str, float]  # spectral_radius, activity_std, effective_rank, n_synapses, ceiling, ...
     path: Path | None = None  # cache entry, None if not cached
-    silent: list[int] | None = None  # silent presynaptic neurons (ntune.identifiability), None if not computed
+    silent: list[int] | None = (
+        None  # silent presynaptic neurons (ntune.identifiability), None if not computed
+    )
 
 
 def neuron_types(n_neurons: int, n_types: int) -> np.ndarray:
@@ -262,7 +264,9 @@ def add_identifiability(data: SimData) -> None:
     from ntune.identifiability import of_data
 
     nan = float("nan")
-    found = of_data(data) if data.summary.get("finite", 1.0) else {"ceiling": nan, "R2_exact": nan, "silent": []}
+    found = (
+        of_data(data) if data.summary.get("finite", 1.0) else {"ceiling": nan, "R2_exact": nan, "silent": []}
+    )
     data.silent = found.pop("silent")
     data.summary.update(found)
 

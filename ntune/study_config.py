@@ -73,6 +73,15 @@ class Resources(_Model):
     gpu: float = Field(0.0, ge=0, description="GPUs per trial (>= 0; 0.25 packs four trials on a GPU).")
 
 
+class DataLimited(_Model):
+    """Blocks whose identifiability ceiling is below the connectivity_R2 threshold (ntune.identifiability)."""
+
+    check: bool = Field(True, description="Compute each block's ceiling before the study starts.")
+    probe_trials: int = Field(
+        2, ge=0, description="Trials a data-limited block gets instead of n_iter_block (>= 0)."
+    )
+
+
 class StudyConfig(_Model):
     """One study: one UCB tree per block value, ``n_iter_block`` trials each."""
 
@@ -107,6 +116,7 @@ class StudyConfig(_Model):
         "./ntune_results", min_length=1, description="Folder holding the experiment folder."
     )
     seed: int = Field(0, ge=0, description="Searcher seed (mutations, run seeds).")
+    data_limited: DataLimited = Field(default_factory=DataLimited)
     torch_threads: int | None = Field(
         None, ge=1, description="torch threads per trial (default: resources.cpu)."
     )

@@ -106,6 +106,21 @@ def loss_terms(
     return torch.stack([prediction, W_L1, phi_zero, edge_diff])  # (4,)
 
 
+def l1_coefficient(tc: TrainingConfig, filling_factor: float, epoch: int) -> float:
+    """Weight of ||W||_1 in ``epoch``: first_coeff_L1 in the first n_epochs_init epochs, else coeff_W_L1
+    (divided by the filling factor when coeff_W_L1_scale_by_filling)."""
+    if epoch < tc.n_epochs_init:
+        return tc.first_coeff_L1
+    return tc.coeff_W_L1 / filling_factor if tc.coeff_W_L1_scale_by_filling else tc.coeff_W_L1
+
+
+@torch.no_grad()
+def soft_threshold_(W: Tensor, threshold: float) -> None:
+    """Proximal step of threshold * ||W||_1 in place: W <- sign(W) max(|W| - threshold, 0)."""
+    if threshold > 0:
+        W.copy_(torch.sign(W) * torch.clamp(W.abs() - threshold, min=0.0))  # (N, N)
+
+
 def _g_and_range(data: SimData) -> tuple[np.ndarray, float, float]:
     g = np.asarray(neuron_params(data.params, data.types)[0], dtype=np.float64)  # (N,)
     lo, hi = np.percentile(data.u[:: max(1, len(data.u) // 2000)], [1, 99])
@@ -191,8 +206,6 @@ def fit(
     n_iterations = tc.n_epochs * n_iter_epoch
     scheduler = make_scheduler(optimizer, tc, n_iterations)
     ff = config.simulation.connectivity_filling_factor
-    coeff_L1 = tc.coeff_W_L1 / ff if tc.coeff_W_L1_scale_by_filling else tc.coeff_W_L1
-    coeffs = (coeff_L1, tc.coeff_lin_phi_zero, tc.coeff_edge_diff)
     gen = torch.Generator(device=dev).manual_seed(tc.seed)
     log_points = set(np.linspace(0, n_iterations, tc.n_log_points + 1)[1:].round().astype(int).tolist())
     losses = torch.zeros(n_iterations, len(LOSS_TERMS), device=dev)  # (iterations, 4)
@@ -207,6 +220,8 @@ def fit(
     start = time.perf_counter()
 
     for epoch in range(tc.n_epochs):
+        coeff_L1 = l1_coefficient(tc, ff, epoch)
+        coeffs = (0.0 if tc.W_L1_proximal else coeff_L1, tc.coeff_lin_phi_zero, tc.coeff_edge_diff)
         frames = torch.randint(
             n_train, (n_iter_epoch, tc.batch_size), generator=gen, device=dev
         )  # (iters, batch)
@@ -219,6 +234,8 @@ def fit(
             if tc.gradient_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.gradient_clip)
             optimizer.step()
+            if tc.W_L1_proximal:
+                soft_threshold_(model.W, optimizer.param_groups[0]["lr"] * coeff_L1)
             if tc.scheduler == "cosine":
                 scheduler.step()
             losses[it] = terms.detach()

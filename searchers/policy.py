@@ -28,6 +28,10 @@ GAIN_MARGIN = 0.03  # a move gains only when it beats the score it started from 
 AT_CHANCE_RANGE = (3.0, 30.0)  # factor for lr_emb when the embedding learned nothing (far off)
 WIDE_RANGE = (10.0, 100.0)  # a rule whose moves are all closed at a node jumps this far instead
 MEMORY_DEPTH = 8  # how far up a chain of moves without gain the closed directions are inherited
+# Parameters that set a trial's cost (training iterations grow with them). They are lengthened only
+# from a node with no converged run, and a lengthening that did not gain GAIN_MARGIN closes that
+# direction (memory), so the search never drifts to ever-longer training for a marginal gain.
+DURATION_LEAVES = ("n_epochs", "data_augmentation_loop")
 
 
 @dataclass(frozen=True)
@@ -237,7 +241,23 @@ def memory(tree: Tree, node: Node, space: Mapping[str, Domain], depth: int = MEM
         if child_value is None or (value is not None and child_value <= value + GAIN_MARGIN):
             sign = move_sign(space[key], node.params[key], child.params[key])
             out.bad.setdefault(key, set()).add(sign)
+    if any(r.classification == "converged" for r in node.runs):
+        for key in duration_keys(space):
+            out.bad.setdefault(key, set()).add(+1)
     return out
+
+
+def duration_keys(space: Mapping[str, Domain]) -> list[str]:
+    """The parameters of ``space`` that set a trial's cost (``DURATION_LEAVES``)."""
+    return [k for k, d in space.items() if d.short in DURATION_LEAVES]
+
+
+def affordable(node: Node, space: Mapping[str, Domain]) -> list[str]:
+    """Parameters an undirected move of ``node`` may change: not the cost ones once it has converged."""
+    if any(r.classification == "converged" for r in node.runs):
+        cheap = [k for k in space if k not in duration_keys(space)]
+        return cheap or list(space)
+    return list(space)
 
 
 def _deficit(metrics: Mapping[str, Any], thresholds: Mapping[str, float], objective: str) -> float:
@@ -312,7 +332,9 @@ def free_mutation(
         mutation = _directed(tree, node, space, rng, [(choose_key(keys, stats, rng), 0)], mem)
         if mutation is not None:
             return mutation
-    return mutate_one(node.params, space, rng, exclude=tree.keys, attempts=24)
+    return mutate_one(
+        node.params, space, rng, exclude=tree.keys, candidates=affordable(node, space), attempts=24
+    )
 
 
 def _child(strategy: str, node: Node, mutation: Mutation, rule: str = "") -> Decision:
@@ -357,7 +379,7 @@ def decide(
         converged = [n for n in nodes if n.converged]
         if converged:
             best = max(converged, key=lambda n: (n.robust, n.mean_score, -n.id))
-            numeric = [k for k, d in space.items() if d.is_numeric] or list(space)
+            numeric = [k for k in affordable(best, space) if space[k].is_numeric] or list(space)
             mutation = mutate_one(
                 best.params, space, rng, extreme=True, candidates=numeric, exclude=tree.keys
             )

@@ -86,14 +86,14 @@ def format_entry(rec: dict[str, Any]) -> str:
 def render_table(rows: list[dict[str, Any]]) -> str:
     """The sparsity comparison table in Markdown."""
     lines = [
-        "| block | filling factor | ceiling | best R2 | best cluster | robust | optimal L1 | optimal lr_W | trials | state |",
+        "| block | filling factor | best R2 | best cluster | robust | optimal L1 | optimal lr_W | trials | state | ceiling |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['block']} | {r['value']} | {fmt(r['ceiling'], 3)} | {fmt(r['best_R2'])} | {fmt(r['best_cluster'])} | "
+            f"| {r['block']} | {r['value']} | {fmt(r['best_R2'])} | {fmt(r['best_cluster'])} | "
             f"{'yes' if r['robust'] else 'no'} | {fmt(r['L1'])} | {fmt(r['lr_W'])} | "
-            f"{r['trials']}/{r['budget']} | {r['state']} |"
+            f"{r['trials']}/{r['budget']} | {r['state']} | {fmt(r.get('ceiling', float('nan')), 3)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -39,7 +39,18 @@ FRAMES_PER_NEURON = 20
 TEST_FRACTION = 0.1  # the trainer's default held-out tail; the oracle sees the training frames only
 IDENTIFIABLE = 0.95  # ceiling from which a block counts as identifiable (quickstart goal)
 SUMMARY_KEYS = ("ceiling", "R2_exact", "phi_condition", "n_silent", "ident_frames", "ident_time_s")
-REMEDY = "more frames, a larger network, or process noise (simulation.noise_model_level > 0)"
+SILENT_REMEDY = (
+    "process noise (simulation.noise_model_level ~0.3 woke every silent neuron at N = 100, ff 0.05) or a "
+    "larger network; more frames do not wake neurons resting at a fixed point"
+)
+FRAMES_REMEDY = (
+    "more frames (N = 1000, ff 0.05: ceiling 0.0000 at 20 000 frames, 0.9998 at 100 000) or process noise"
+)
+
+
+def remedy(summary: Mapping[str, Any]) -> str:
+    """What would make the data decide W (docs/science.md measures each remedy)."""
+    return SILENT_REMEDY if float(summary.get("n_silent", 0) or 0) > 0 else FRAMES_REMEDY
 
 
 def max_frames(n_neurons: int) -> int:
@@ -141,7 +152,7 @@ def verdict(summary: Mapping[str, Any], threshold: float = 0.9) -> str:
         return f"barely identifiable: ceiling R2 {ceiling:.3f} is close to the threshold {threshold} ({why})"
     return (
         f"data-limited: even the true dynamics recover W only to R2 {ceiling:.3g} < {threshold} ({why}); "
-        f"no hyperparameter can fix this; what would help: {REMEDY}"
+        f"no hyperparameter can fix this; what would help: {remedy(summary)}"
     )
 
 
@@ -151,7 +162,7 @@ def block_line(label: str, summary: Mapping[str, Any], threshold: float) -> str:
     head = f"{label}: ceiling R2 {ceiling:.3g}, condition {float(summary.get('phi_condition', math.nan)):.2g}"
     head += f", {int(summary.get('n_silent', 0))} silent"
     if is_data_limited(summary, threshold):
-        return f"{head} -> DATA-LIMITED (< {threshold}); what would help: {REMEDY}"
+        return f"{head} -> DATA-LIMITED (< {threshold}); what would help: {remedy(summary)}"
     return head
 
 

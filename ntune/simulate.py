@@ -322,7 +322,7 @@ def simulate_command(config: NtuneConfig, *, console: Console) -> None:
     console.print(table)
     from ntune.identifiability import verdict
 
-    silent = f" silent neurons: {data.silent}" if data.silent else ""
+    silent = f"\nsilent neurons: {data.silent}" if data.silent else ""
     console.print(f"identifiability: {verdict(data.summary)}{silent}", highlight=False)
     assert data.path is not None
     _write_plots(data, data.path)

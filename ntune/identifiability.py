@@ -191,7 +191,8 @@ def study_ceilings(study: Any, base: Mapping[str, Any]) -> dict[str, Any]:
         set_dotted(config, study.block_key, value)
         data = load_or_simulate(config_from_dict(config).simulation)
         label = block_label(study.block_key, value)
-        entry: dict[str, Any] = {k: _finite(data.summary.get(k)) for k in SUMMARY_KEYS}
+        # no compute time here: study.json must compare equal on resume, even after the cache was rebuilt
+        entry: dict[str, Any] = {k: _finite(data.summary.get(k)) for k in SUMMARY_KEYS if k != "ident_time_s"}
         entry["silent"] = list(data.silent or [])
         entry["data_limited"] = threshold is not None and is_data_limited(data.summary, threshold)
         ceilings[label] = entry

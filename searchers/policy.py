@@ -201,6 +201,7 @@ class Memory:
     bad: dict[str, set[int]] = field(default_factory=dict)  # parameter -> directions without gain
     momentum: tuple[str, int] | None = None  # the move that made this node better than its parent
     prior: dict[str, int] = field(default_factory=dict)  # parameter -> net direction vote (statistics)
+    prefer: dict[str, int] = field(default_factory=dict)  # parameter -> direction tried first (cost rule)
 
     def open_directions(self, key: str, direction: int) -> list[int]:
         """The directions still worth trying for ``key`` (``direction`` 0: both, the momentum or the
@@ -208,6 +209,8 @@ class Memory:
         wanted = [direction] if direction else [-1, 1]
         if self.momentum is not None and self.momentum[0] == key and direction == 0:
             wanted.sort(key=lambda d: d != self.momentum[1])
+        elif direction == 0 and self.prefer.get(key, 0):
+            wanted.sort(key=lambda d: d != self.prefer[key])
         elif direction == 0 and self.prior.get(key, 0):
             wanted.sort(key=lambda d: d * self.prior[key] < 0)
         return [d for d in wanted if d not in self.bad.get(key, set())]
@@ -241,9 +244,11 @@ def memory(tree: Tree, node: Node, space: Mapping[str, Domain], depth: int = MEM
         if child_value is None or (value is not None and child_value <= value + GAIN_MARGIN):
             sign = move_sign(space[key], node.params[key], child.params[key])
             out.bad.setdefault(key, set()).add(sign)
-    if any(r.classification == "converged" for r in node.runs):
-        for key in duration_keys(space):
+    for key in duration_keys(space):
+        if any(r.classification == "converged" for r in node.runs):
             out.bad.setdefault(key, set()).add(+1)
+        else:
+            out.prefer[key] = +1  # not converged yet: more training before less
     return out
 
 

@@ -14,7 +14,7 @@ SPACE = parse_space(
         "training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
     }
 )
-ROOT = {"training.n_epochs": 1, "training.learning_rate_W_start": 1e-3}
+ROOT = {"training.n_epochs": 2, "training.learning_rate_W_start": 1e-3}
 WEIGHTS = THRESHOLDS = {"connectivity_R2": 0.9, "cluster_accuracy": 0.9}
 
 
@@ -50,7 +50,7 @@ def _epochs_after(metrics: dict[str, float]) -> set[int]:
     return moves
 
 
-def test_converged_configs_are_never_lengthened_unconverged_ones_may_be() -> None:
+def test_converged_configs_are_never_lengthened_unconverged_ones_are_lengthened_first() -> None:
     converged = _epochs_after({"connectivity_R2": 0.95, "cluster_accuracy": 0.95})
     assert converged and max(converged) <= ROOT["training.n_epochs"]
     learning = _epochs_after({"connectivity_R2": 0.6, "cluster_accuracy": 0.95})

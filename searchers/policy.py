@@ -32,6 +32,7 @@ MEMORY_DEPTH = 8  # how far up a chain of moves without gain the closed directio
 # from a node with no converged run, and a lengthening that did not gain GAIN_MARGIN closes that
 # direction (memory), so the search never drifts to ever-longer training for a marginal gain.
 DURATION_LEAVES = ("n_epochs", "data_augmentation_loop")
+NEARLY = ("partial-W", "partial-E")  # one objective met: a free move trains such a node longer first
 
 
 @dataclass(frozen=True)
@@ -325,11 +326,17 @@ def free_mutation(
     rng: random.Random,
     mem: Memory | None = None,
 ) -> Mutation | None:
-    """The momentum move if open, else a parameter drawn by the statistics among those with an open
-    direction; any parameter if none of these yields a new config."""
+    """The momentum move if open; else, for a node that met one objective, longer training (if a
+    duration parameter is searched and lengthening is still open); else a parameter drawn by the
+    statistics among those with an open direction; any parameter if none of these yields a new config."""
     mem = mem or memory(tree, node, space)
     if mem.momentum is not None:
         mutation = _directed(tree, node, space, rng, [mem.momentum], mem)
+        if mutation is not None:
+            return mutation
+    if node.best is not None and node.best.classification in NEARLY:
+        longer = [(k, +1) for k, d in mem.prefer.items() if d > 0 and +1 not in mem.bad.get(k, set())]
+        mutation = _directed(tree, node, space, rng, longer, mem)
         if mutation is not None:
             return mutation
     keys = {k: d for k, d in space.items() if mem.open_directions(k, 0)}

@@ -55,3 +55,18 @@ def test_converged_configs_are_never_lengthened_unconverged_ones_are_lengthened_
     assert converged and max(converged) <= ROOT["training.n_epochs"]
     learning = _epochs_after({"connectivity_R2": 0.6, "cluster_accuracy": 0.95})
     assert max(learning) > ROOT["training.n_epochs"]
+
+
+def test_a_nearly_converged_node_is_trained_longer_first_once() -> None:
+    nearly = {"connectivity_R2": 0.95, "cluster_accuracy": 0.8}
+    for seed in range(5):
+        tree = _tree(nearly)
+        mutation = free_mutation(tree, tree.nodes[1], SPACE, {}, random.Random(seed))
+        assert mutation is not None and mutation.key == "training.n_epochs" and mutation.new > 2
+    tree = _tree(nearly)  # a longer child that did not gain closes the direction
+    child = tree.add_node({**ROOT, "training.n_epochs": 4}, 1, "n_epochs: 2 -> 4", "exploit")
+    tree.add_pending(child.id, "t1", 1)
+    tree.complete("t1", score(nearly, WEIGHTS), dict(nearly), classify(nearly, THRESHOLDS))
+    for seed in range(5):
+        mutation = free_mutation(tree, tree.nodes[1], SPACE, {}, random.Random(seed))
+        assert mutation is not None and not (mutation.key == "training.n_epochs" and mutation.new > 2)

@@ -147,19 +147,24 @@ def verdict(summary: Mapping[str, Any], threshold: float = 0.9) -> str:
     cond = float(summary.get("phi_condition", math.nan))
     why = f"condition number of phi(u) {cond:.2g}" + (f", {n_silent} silent neurons" if n_silent else "")
     if ceiling >= max(threshold, IDENTIFIABLE):
-        return f"identifiable: with the true dynamics, W is recoverable to R2 {ceiling:.3f} ({why})"
+        return f"identifiable: with the true dynamics, W is recoverable to R2 {_r2_text(ceiling)} ({why})"
     if ceiling >= threshold:
         return f"barely identifiable: ceiling R2 {ceiling:.3f} is close to the threshold {threshold} ({why})"
     return (
-        f"data-limited: even the true dynamics recover W only to R2 {ceiling:.3g} < {threshold} ({why}); "
+        f"data-limited: even the true dynamics recover W only to R2 {_r2_text(ceiling)} < {threshold} ({why}); "
         f"no hyperparameter can fix this; what would help: {remedy(summary)}"
     )
+
+
+def _r2_text(r2: float) -> str:
+    """0.9998 as "0.9998" (not "1"), 1.6e-05 as "1.6e-05"."""
+    return f"{r2:.4f}" if r2 >= 1e-3 or not math.isfinite(r2) else f"{r2:.2g}"
 
 
 def block_line(label: str, summary: Mapping[str, Any], threshold: float) -> str:
     """One console / report line for a block: its ceiling and, when data-limited, what would help."""
     ceiling = float(summary.get("ceiling", math.nan))
-    head = f"{label}: ceiling R2 {ceiling:.3g}, condition {float(summary.get('phi_condition', math.nan)):.2g}"
+    head = f"{label}: ceiling R2 {_r2_text(ceiling)}, condition {float(summary.get('phi_condition', math.nan)):.2g}"
     head += f", {int(summary.get('n_silent', 0))} silent"
     if is_data_limited(summary, threshold):
         return f"{head} -> DATA-LIMITED (< {threshold}); what would help: {remedy(summary)}"

@@ -33,6 +33,7 @@ MEMORY_DEPTH = 8  # how far up a chain of moves without gain the closed directio
 # direction (memory), so the search never drifts to ever-longer training for a marginal gain.
 DURATION_LEAVES = ("n_epochs", "data_augmentation_loop")
 NEARLY = ("partial-W", "partial-E")  # one objective met: a free move trains such a node longer first
+LONGER_RANGE = (2.0, 4.0)  # lengthening at least doubles: a small one gains no more than seed noise
 
 
 @dataclass(frozen=True)
@@ -336,7 +337,7 @@ def free_mutation(
             return mutation
     if node.best is not None and node.best.classification in NEARLY:
         longer = [(k, +1) for k, d in mem.prefer.items() if d > 0 and +1 not in mem.bad.get(k, set())]
-        mutation = _directed(tree, node, space, rng, longer, mem)
+        mutation = _directed(tree, node, space, rng, longer, mem, LONGER_RANGE)
         if mutation is not None:
             return mutation
     keys = {k: d for k, d in space.items() if mem.open_directions(k, 0)}

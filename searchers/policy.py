@@ -33,7 +33,7 @@ MEMORY_DEPTH = 8  # how far up a chain of moves without gain the closed directio
 # direction (memory), so the search never drifts to ever-longer training for a marginal gain.
 DURATION_LEAVES = ("n_epochs", "data_augmentation_loop")
 NEARLY = ("partial-W", "partial-E")  # one objective met: a free move trains such a node longer first
-LONGER_RANGE = (2.0, 4.0)  # lengthening at least doubles: a small one gains no more than seed noise
+LONGER_RANGE = (2.5, 4.0)  # lengthening by 2.5-4x: a small one gains no more than seed noise
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,18 @@ def write_entry(entry: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]
         raise
 
 
+def update_meta(entry: Path, updates: dict[str, Any]) -> None:
+    """Merge ``updates`` into the entry's meta.json (atomic replace; arrays and checksums untouched).
+
+    Call while holding :func:`entry_lock`.
+    """
+    meta = json.loads((entry / META_FILE).read_text())
+    meta.update(updates)
+    tmp = entry / f".{META_FILE}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps(meta, indent=1, default=str))
+    os.replace(tmp, entry / META_FILE)
+
+
 def read_entry(entry: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
     """The arrays and meta of ``entry``; None if there is no entry; :class:`CacheCorruptError` if it is bad.
 

@@ -82,7 +82,7 @@ def config_import(
 @app.command()
 def simulate(config: ConfigArg, set_: SetOpt = None) -> None:
     """Simulate (or load from the cache) the network of CONFIG; writes activity.png and connectivity.png."""
-    from ntune.simulate import simulate_command
+    from ntune.commands import simulate_command
 
     cfg = _load(config, set_, "simulation")
     try:

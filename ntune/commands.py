@@ -1,6 +1,6 @@
-"""Console commands: ``ntune train`` and, over experiment folders, ``status``, ``export``, ``report``.
+"""Console commands: ``ntune simulate``, ``train`` and, over experiment folders, ``status``, ``export``, ``report``.
 
-Each calls a domain function (:func:`ntune.train.fit`, :mod:`ntune.export`) and prints what it returns:
+Each calls a domain function (:func:`ntune.simulate.load_or_simulate`, :func:`ntune.train.fit`, :mod:`ntune.export`) and prints what it returns:
 progress bars and tables live here, not in the domain modules. No Ray.
 """
 
@@ -21,7 +21,20 @@ from ntune.records import fmt
 if TYPE_CHECKING:
     from ntune.config import NtuneConfig
 
-STATUS_COLUMNS = ("block", "done", "run", "conv", "fail", "R2", "cluster", "robust", "L1", "lr_W", "state")
+STATUS_COLUMNS = (
+    "block",
+    "done",
+    "run",
+    "conv",
+    "fail",
+    "ceiling",
+    "R2",
+    "cluster",
+    "robust",
+    "L1",
+    "lr_W",
+    "state",
+)
 
 
 def status_command(exp_dir: str | Path, *, console: Console, stopped: bool = False) -> None:
@@ -37,6 +50,7 @@ def status_command(exp_dir: str | Path, *, console: Console, stopped: bool = Fal
             str(r["running"]),
             str(r["converged"]),
             str(r["failed"]),
+            fmt(r["ceiling"], 3),
             fmt(r["best_R2"], 3),
             fmt(r["best_cluster"], 3),
             "yes" if r["robust"] else "no",
@@ -112,3 +126,34 @@ def train_command(config: NtuneConfig, *, out: Path | None, console: Console) ->
     console.print(table)
     console.print(f"outputs: {out}  (tensorboard --logdir {out})", highlight=False)
     return 0 if result.status == "ok" else 1
+
+
+def simulate_command(config: NtuneConfig, *, console: Console) -> None:
+    """``ntune simulate``: progress bar, cache path, summary table, activity.png and connectivity.png."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
+    from rich.table import Table
+
+    from ntune.identifiability import verdict
+    from ntune.plots import save_data_plots
+    from ntune.simulate import load_or_simulate
+
+    sim = config.simulation
+    start = time.perf_counter()
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Bar(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("simulating", total=-sim.start_frame + sim.n_frames)
+        data = load_or_simulate(sim, progress=lambda done, total: bar.update(task, completed=done))
+    elapsed = time.perf_counter() - start
+    console.print(f"data: {data.path}  ({elapsed:.1f} s)", highlight=False)
+    table = Table(title=f"PDE_N2, {sim.n_neurons} neurons x {sim.n_frames} frames")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in data.summary.items():
+        table.add_row(key, f"{value:.6g}")
+    console.print(table)
+    silent = f"\nsilent neurons: {data.silent}" if data.silent else ""
+    console.print(f"identifiability: {verdict(data.summary)}{silent}", highlight=False)
+    assert data.path is not None
+    save_data_plots(data, data.path)
+    console.print(f"plots: {data.path / 'activity.png'}, {data.path / 'connectivity.png'}", highlight=False)

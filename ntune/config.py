@@ -171,6 +171,19 @@ class TrainingConfig(_Section):
     coeff_W_L1_scale_by_filling: bool = Field(
         False, description="Divide coeff_W_L1 by connectivity_filling_factor (sparser nets get more L1)."
     )
+    n_epochs_init: Int = Field(
+        0,
+        ge=0,
+        description="Two-phase L1 (upstream): the first n_epochs_init epochs use first_coeff_L1 (>= 0).",
+    )
+    first_coeff_L1: FiniteFloat = Field(
+        0.0, ge=0, description="Weight of ||W||_1 during the first n_epochs_init epochs."
+    )
+    W_L1_proximal: bool = Field(
+        False,
+        description="L1 as a proximal step after each optimizer step (W <- soft-threshold(W, lr_W * coeff)) "
+        "instead of a loss term: exact zeros.",
+    )
     coeff_lin_phi_zero: FiniteFloat = Field(1.0, ge=0, description="Weight of ||lin_phi([0, a])||_2 (>= 0).")
     coeff_edge_diff: FiniteFloat = Field(
         100.0, ge=0, description="Weight of the lin_edge monotonicity penalty (>= 0)."

@@ -16,6 +16,7 @@ from typing import Any
 
 from ntune.config import ConfigError, config_from_dict, dump_config
 from ntune.guards import safe_name
+from ntune.identifiability import memory_section
 from ntune.journal import save_tree_plot
 from ntune.ledger import Ledger
 from ntune.plots import plot_landscape, save_figure
@@ -31,6 +32,7 @@ SUMMARY_FIELDS = (
     "running",
     "converged",
     "failed",
+    "ceiling",
     "best_R2",
     "best_cluster",
     "best_score",
@@ -70,7 +72,7 @@ def status_rows(exp_dir: str | Path, *, stopped: bool = False) -> tuple[str, str
         running = {}
         rows = Ledger(info).extend(records).rows()
     study = info["study"]
-    total = len(study["blocks"][info["block_key"]]) * study["n_iter_block"]
+    total = sum(r["budget"] for r in rows)
     title = f"{study['name']}: {len(records)}/{total} trials done, {len(running)} running"
     caption = f"block = {info['block_key']}; best R2 / cluster over the block's trials"
     return title, caption, rows
@@ -161,7 +163,7 @@ def report(exp_dir: str | Path) -> Path:
     folder.mkdir(exist_ok=True)
     lines = [f"# Study report: {info['study']['name']}\n\n", info["study"].get("description", "") + "\n\n"]
     lines.append(f"{len(records)} trials completed, {len(running)} running.\n\n## Comparison\n\n")
-    lines.append(render_table(rows))
+    lines.append(render_table(rows) + memory_section(info))
     numeric = all(isinstance(r["value"], int | float) for r in rows)
     if numeric and records:
         save_figure(lambda ax: plot_landscape(ax, rows, info["block_key"]), folder / "landscape.png", (6, 4))

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ntune.identifiability import block_budget, ceiling_of
 from searchers.dotted import get_dotted
 
 Record = dict[str, Any]
@@ -108,6 +109,7 @@ class BlockRow:
     L1: Any
     lr_W: Any
     state: str  # done / running / open
+    ceiling: float = math.nan  # the identifiability ceiling of the block's data (NaN: not computed)
 
 
 def _key(node: NodeStats) -> tuple[float, int]:
@@ -268,13 +270,14 @@ class Ledger:
         pick = block.nodes.get(block.pick) if block.pick is not None else None
         best = pick.best if pick else None
         n_run = sum(1 for b in self.running.values() if b == label)
-        state = "done" if block.trials >= self.budget else ("running" if n_run else "open")
+        budget = block_budget(self.info, label)  # n_iter_block, or the probe budget of a data-limited block
+        state = "done" if block.trials >= budget else ("running" if n_run else "open")
         return asdict(
             BlockRow(
                 block=label,
                 value=block.value,
                 trials=block.trials,
-                budget=self.budget,
+                budget=budget,
                 running=n_run,
                 converged=block.converged,
                 failed=block.failed,
@@ -287,6 +290,7 @@ class Ledger:
                 L1=get_dotted(best["config"], "training.coeff_W_L1") if best else None,
                 lr_W=get_dotted(best["config"], "training.learning_rate_W_start") if best else None,
                 state=state,
+                ceiling=ceiling_of(self.info, label),
             )
         )
 

@@ -16,6 +16,8 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+    from ntune.simulate import SimData
+
 
 def plot_activity(ax: Axes, u: np.ndarray, dt: float, n_traces: int = 100) -> None:
     """Up to ``n_traces`` evenly chosen neuron traces of u (T, N), vertically offset, time in units of dt."""
@@ -198,4 +200,24 @@ def save_figure(draw: Callable[[Axes], None], path: Path, figsize: tuple[float, 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def save_data_plots(data: SimData, folder: Path) -> None:
+    """activity.png (100 traces) and connectivity.png in ``folder``, unless both exist already."""
+    targets = (folder / "activity.png", folder / "connectivity.png")
+    if all(p.exists() for p in targets):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 6))
+    plot_activity(ax, data.u, data.config.delta_t)
+    fig.savefig(targets[0], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    plot_connectivity(ax, data.W)
+    fig.savefig(targets[1], dpi=100, bbox_inches="tight")
     plt.close(fig)

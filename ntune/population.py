@@ -136,6 +136,8 @@ def structure_key(config: NtuneConfig) -> tuple[Any, ...]:
         gc.hidden_dim,
         gc.n_layers,
         gc.backend,
+        tc.W_L1_proximal,
+        tc.n_epochs_init > 0,
         tc.batch_size,
         tc.data_augmentation_loop,
         tc.optimizer,
@@ -143,6 +145,13 @@ def structure_key(config: NtuneConfig) -> tuple[Any, ...]:
         tc.test_fraction,
         resolve_device(tc.device),
     )
+
+
+def batchable(config: NtuneConfig) -> bool:
+    """Whether the batched trainer covers this config: the dense back end, one L1 phase, L1 as a loss term
+    (the edge back end, upstream's two-phase L1 and the proximal L1 step are trained by ``fit``)."""
+    tc = config.training
+    return config.graph_model.backend == "dense" and tc.n_epochs_init == 0 and not tc.W_L1_proximal
 
 
 def groups(configs: list[NtuneConfig]) -> list[list[int]]:
@@ -163,12 +172,12 @@ def train_population(
     """Train every config on ``data``; result k is what ``fit(configs[k], data)`` returns, up to rounding.
 
     ``on_progress(k, metrics)`` is called at member k's log points and once at its end, as ``fit`` calls
-    its ``on_progress``. Members of the edge back end are trained one by one with ``fit``.
+    its ``on_progress``. Members that are not :func:`batchable` are trained one by one with ``fit``.
     """
     log_dirs = log_dirs or [None] * len(configs)
     results: list[TrainResult | None] = [None] * len(configs)
     for members in groups(configs):
-        if configs[members[0]].graph_model.backend != "dense":
+        if not batchable(configs[members[0]]):
             for k in members:
                 report = (lambda m, k=k: on_progress(k, m)) if on_progress else None
                 results[k] = fit(configs[k], data, on_progress=report, log_dir=log_dirs[k])
@@ -186,7 +195,14 @@ def train_population(
 
 def _coefficients(configs: list[NtuneConfig], dev: torch.device) -> tuple[Any, Any, Any]:
     """(W_L1, lin_phi_zero, edge_diff) as (K,) tensors; 0.0 where every member's is 0 (term skipped as in fit)."""
-    rows = [(l1_coefficient(c), c.training.coeff_lin_phi_zero, c.training.coeff_edge_diff) for c in configs]
+    rows = [
+        (
+            l1_coefficient(c, c.training.n_epochs_init),
+            c.training.coeff_lin_phi_zero,
+            c.training.coeff_edge_diff,
+        )
+        for c in configs
+    ]
     cols = [torch.tensor(col, device=dev) if any(col) else 0.0 for col in zip(*rows, strict=True)]
     return cols[0], cols[1], cols[2]
 

@@ -35,6 +35,7 @@ METRIC_KEYS = (
     "final_loss",
     "training_time_min",
     "spectral_radius",
+    "n_iterations",
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ntune.identifiability import memory_section
 from ntune.ledger import Ledger
 from ntune.records import fmt
 from searchers.dotted import get_dotted
@@ -172,6 +173,12 @@ def _sparsity(value: Any) -> str:
     return f"{float(value) * 100:g}%" if isinstance(value, int | float) else str(value)
 
 
+def _ceiling_note(row: dict[str, Any]) -> str:
+    """ ", ceiling 0.998" when the block's identifiability ceiling is known (ntune.identifiability)."""
+    ceiling = row.get("ceiling", math.nan)
+    return "" if ceiling is None or math.isnan(ceiling) else f", ceiling {fmt(ceiling, 3)}"
+
+
 def render_table(rows: list[dict[str, Any]]) -> str:
     """The seeds' Sparsity Comparison Table in Markdown, ntune's columns (robust, trials, state) in finding."""
     lines = [
@@ -182,7 +189,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {k} | {_sparsity(r['value'])} | {r['value']} | {fmt(r['best_R2'])} | {fmt(r['best_cluster'])} | "
             f"{fmt(r['L1'])} | {fmt(r['lr_W'])} | {'robust' if r['robust'] else 'not robust'}, "
-            f"{r['trials']}/{r['budget']} trials, {r['state']} |"
+            f"{r['trials']}/{r['budget']} trials, {r['state']}{_ceiling_note(r)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -251,6 +258,7 @@ def render_memory_of(ledger: Ledger) -> str:
         ("".join(principles) or "None yet.\n") if effects else "No mutation evaluated yet.\n",
         "\n### Open Questions\n\n",
         "".join(questions) or "None yet.\n",
+        memory_section(ledger.info, level=3),
         "\n---\n\n## Previous Block Summary\n\n",
         "".join(_block_line(index[r["block"]], r) for r in rows if r["block"] != current and r["trials"])
         or "No other block has results yet.\n",

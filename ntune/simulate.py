@@ -16,7 +16,6 @@ torch is imported inside the functions that need it, so a cached ``ntune simulat
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +29,7 @@ from ntune.connectivity import make_connectivity, spectral_radius
 
 if TYPE_CHECKING:
     import torch
-    from rich.console import Console
 
-    from ntune.config import NtuneConfig
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +53,11 @@ class SimData:
     types: np.ndarray  # (N,) int64 neuron type, contiguous blocks
     params: np.ndarray  # (n_types, 3) float32 rows [g, s, c]
     config: SimulationConfig
-    summary: dict[str, float]  # spectral_radius, activity_std, effective_rank, n_synapses, ...
+    summary: dict[str, float]  # spectral_radius, activity_std, effective_rank, n_synapses, ceiling, ...
     path: Path | None = None  # cache entry, None if not cached
+    silent: list[int] | None = (
+        None  # silent presynaptic neurons (ntune.identifiability), None if not computed
+    )
 
 
 def neuron_types(n_neurons: int, n_types: int) -> np.ndarray:
@@ -247,7 +247,26 @@ def _from_entry(entry: Path, config: SimulationConfig, warn: bool = True) -> Sim
         return None
     a, meta = found
     summary = {k: float(v) for k, v in meta["summary"].items()}
-    return SimData(a["u"], a["y"], a["W"], a["mask"], a["types"], a["params"], config, summary, entry)
+    data = SimData(a["u"], a["y"], a["W"], a["mask"], a["types"], a["params"], config, summary, entry)
+    if "ceiling" in summary:
+        data.silent = list(meta.get("silent", []))
+        return data
+    with cache.entry_lock(entry):  # an entry cached before identifiability existed: compute it once
+        add_identifiability(data)
+        cache.update_meta(entry, {"summary": data.summary, "silent": data.silent})
+    return data
+
+
+def add_identifiability(data: SimData) -> None:
+    """Compute the oracle of :mod:`ntune.identifiability` and add its numbers to ``data.summary``."""
+    from ntune.identifiability import of_data
+
+    nan = float("nan")
+    found = (
+        of_data(data) if data.summary.get("finite", 1.0) else {"ceiling": nan, "R2_exact": nan, "silent": []}
+    )
+    data.silent = found.pop("silent")
+    data.summary.update(found)
 
 
 def cache_entry(config: SimulationConfig, cache_dir: str | Path | None = None) -> Path:
@@ -268,54 +287,12 @@ def load_or_simulate(
         if data is not None:
             return data
         data = simulate(config, progress=progress)
-        meta = {"config": config.model_dump(mode="json", exclude={"device"}), "summary": data.summary}
+        add_identifiability(data)
+        meta = {
+            "config": config.model_dump(mode="json", exclude={"device"}),
+            "summary": data.summary,
+            "silent": data.silent,
+        }
         cache.write_entry(entry, _arrays(data), meta)
         data.path = entry
         return data
-
-
-def simulate_command(config: NtuneConfig, *, console: Console) -> None:
-    """``ntune simulate``: progress bar, cache path, summary table, activity.png and connectivity.png."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
-    from rich.progress import Progress as Bar
-    from rich.table import Table
-
-    sim = config.simulation
-    start = time.perf_counter()
-    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Bar(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("simulating", total=-sim.start_frame + sim.n_frames)
-        data = load_or_simulate(sim, progress=lambda done, total: bar.update(task, completed=done))
-    elapsed = time.perf_counter() - start
-    console.print(f"data: {data.path}  ({elapsed:.1f} s)", highlight=False)
-    table = Table(title=f"PDE_N2, {sim.n_neurons} neurons x {sim.n_frames} frames")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    for key, value in data.summary.items():
-        table.add_row(key, f"{value:.6g}")
-    console.print(table)
-    assert data.path is not None
-    _write_plots(data, data.path)
-    console.print(f"plots: {data.path / 'activity.png'}, {data.path / 'connectivity.png'}", highlight=False)
-
-
-def _write_plots(data: SimData, folder: Path) -> None:
-    """activity.png (100 traces) and connectivity.png in ``folder``, unless both exist already."""
-    targets = (folder / "activity.png", folder / "connectivity.png")
-    if all(p.exists() for p in targets):
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ntune.plots import plot_activity, plot_connectivity
-
-    fig, ax = plt.subplots(figsize=(10, 6))
-    plot_activity(ax, data.u, data.config.delta_t)
-    fig.savefig(targets[0], dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    plot_connectivity(ax, data.W)
-    fig.savefig(targets[1], dpi=100, bbox_inches="tight")
-    plt.close(fig)

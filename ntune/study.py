@@ -26,6 +26,7 @@ from rich.markup import escape
 
 from ntune.config import ConfigError, config_from_dict, dump_config, format_validation_error
 from ntune.guards import check_study, preflight
+from ntune.identifiability import console_lines, probe_budgets, study_ceilings, total_budget
 from ntune.journal import Journal
 from ntune.records import SEARCH_KEY, fmt, make_record, read_info, read_trials, study_info
 from ntune.study_config import StudyConfig, load_study
@@ -35,7 +36,7 @@ from searchers.packing import MEMBERS_KEY, MemberCallbacks, PackingSearcher
 PROGRESS_EVERY_S = 30.0  # seconds between per-block progress lines while trials run
 
 
-def build_searcher(study: StudyConfig, base: dict[str, Any]) -> Any:
+def build_searcher(study: StudyConfig, base: dict[str, Any], info: dict[str, Any] | None = None) -> Any:
     """The study's UCBTreeSearcher; bad arguments become a ConfigError naming the study field."""
     from searchers.ucb import UCBTreeSearcher
 
@@ -55,6 +56,7 @@ def build_searcher(study: StudyConfig, base: dict[str, Any]) -> Any:
             seed_key="training.seed",
             metric="score",
             mode="max",
+            block_budgets=probe_budgets(study, info or {}),
         )
     except (ValueError, TypeError) as err:
         raise ConfigError(f"search settings (space, blocks, objective): {err}") from None
@@ -392,14 +394,16 @@ def run_command(
             study = StudyConfig.model_validate({**study.model_dump(), **update})
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, StudyConfig)) from None
-    searcher = build_searcher(study, base)
     exp_dir = Path(study.storage_path).expanduser().resolve() / study.name
     info = study_info(study, base)
+    check_study(study, base)  # storage folder and memory, before anything is simulated or Ray starts
+    with console.status("identifiability of each block's data (simulating where not cached)"):
+        info.update(study_ceilings(study, base))
+    searcher = build_searcher(study, base, info)
 
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    check_study(study, base)  # storage folder and memory, before Ray starts
     _check_dir(exp_dir, info, fresh)
     started = _start_ray(address, console)
     try:
@@ -417,6 +421,7 @@ def run_command(
             make_trainable(study), {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
         )
         console.print(f"experiment: {exp_dir}\nTensorBoard: tensorboard --logdir {exp_dir}")
+        console.print("\n".join(console_lines(info)), markup=False)
         console.print(
             f"{len(study.block_values)} blocks x {study.n_iter_block} trials, "
             f"{study.max_concurrent_trials} at a time; journal: {exp_dir / 'memory.md'}, {exp_dir / 'analysis.md'}"
@@ -434,7 +439,7 @@ def run_command(
                 trainable,
                 tune_config=tune.TuneConfig(
                     search_alg=ConcurrencyLimiter(packed, max_concurrent=study.max_concurrent_trials),
-                    num_samples=study.n_trials,
+                    num_samples=total_budget(info, list(searcher.trees)),
                     metric="score",
                     mode="max",
                     reuse_actors=True,
@@ -457,16 +462,16 @@ def run_command(
             import ray
 
             ray.shutdown()
-    return _finish(exp_dir, study, console)
+    return _finish(exp_dir, total_budget(info, list(searcher.trees)), console)
 
 
-def _finish(exp_dir: Path, study: StudyConfig, console: Console) -> int:
+def _finish(exp_dir: Path, n_trials: int, console: Console) -> int:
     from ntune.commands import export_command, status_command
 
     records, _ = read_trials(exp_dir)
     status_command(exp_dir, console=console, stopped=True)
-    if len(records) < study.n_trials:
-        console.print(f"stopped after {len(records)}/{study.n_trials} trials; run the same command to resume")
+    if len(records) < n_trials:
+        console.print(f"stopped after {len(records)}/{n_trials} trials; run the same command to resume")
         return 130
     export_command(exp_dir, out=None, fmt="yaml", console=console)
     return 0

@@ -79,6 +79,15 @@ class Resources(_Model):
         return v
 
 
+class DataLimited(_Model):
+    """Blocks whose identifiability ceiling is below the connectivity_R2 threshold (ntune.identifiability)."""
+
+    check: bool = Field(True, description="Compute each block's ceiling before the study starts.")
+    probe_trials: Int = Field(
+        2, ge=0, description="Trials a data-limited block gets instead of n_iter_block (>= 0)."
+    )
+
+
 class StudyConfig(_Model):
     """One study: one UCB tree per block value, ``n_iter_block`` trials each."""
 
@@ -118,6 +127,7 @@ class StudyConfig(_Model):
         description="Configs per Tune trial trained as one batched model (>= 1), or 'auto' "
         f"(1 on CPU, where it does not pay; {GPU_POPULATION} when trials have a GPU).",
     )
+    data_limited: DataLimited = Field(default_factory=DataLimited)
     torch_threads: Int | None = Field(
         None, ge=1, description="torch threads per trial (default: resources.cpu)."
     )

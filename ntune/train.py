@@ -134,12 +134,6 @@ def iteration_counts(n_frames: int, tc: TrainingConfig) -> tuple[int, int]:
     return n_iter_epoch, tc.n_epochs * n_iter_epoch
 
 
-def l1_coefficient(config: NtuneConfig) -> float:
-    """coeff_W_L1, divided by the filling factor when ``coeff_W_L1_scale_by_filling``."""
-    tc, ff = config.training, config.simulation.connectivity_filling_factor
-    return tc.coeff_W_L1 / ff if tc.coeff_W_L1_scale_by_filling else tc.coeff_W_L1
-
-
 def init_model(config: NtuneConfig, n_neurons: int, dev: torch.device) -> SignalGNN:
     """The SignalGNN of ``config`` initialised from ``training.seed`` alone (the global RNG is left as it was)."""
     with torch.random.fork_rng(devices=[]):
@@ -176,6 +170,22 @@ def final_metrics(
         "loss": final_loss,
         "final_loss": final_loss,
     }
+
+
+def l1_coefficient(config: NtuneConfig, epoch: int) -> float:
+    """Weight of ||W||_1 in ``epoch``: first_coeff_L1 in the first n_epochs_init epochs (upstream's two-phase
+    L1), else coeff_W_L1, divided by the filling factor when coeff_W_L1_scale_by_filling."""
+    tc, ff = config.training, config.simulation.connectivity_filling_factor
+    if epoch < tc.n_epochs_init:
+        return tc.first_coeff_L1
+    return tc.coeff_W_L1 / ff if tc.coeff_W_L1_scale_by_filling else tc.coeff_W_L1
+
+
+@torch.no_grad()
+def soft_threshold_(W: Tensor, threshold: float) -> None:
+    """Proximal step of threshold * ||W||_1 in place: W <- sign(W) max(|W| - threshold, 0)."""
+    if threshold > 0:
+        W.copy_(torch.sign(W) * torch.clamp(W.abs() - threshold, min=0.0))  # (N, N)
 
 
 def _g_and_range(data: SimData) -> tuple[np.ndarray, float, float]:
@@ -257,7 +267,6 @@ def fit(
     n_iter_epoch, n_iterations = iteration_counts(n_frames, tc)
     scheduler = make_scheduler(optimizer, tc, n_iterations)
     ff = config.simulation.connectivity_filling_factor
-    coeffs = (l1_coefficient(config), tc.coeff_lin_phi_zero, tc.coeff_edge_diff)
     gen = torch.Generator(device=dev).manual_seed(tc.seed)
     log_at = log_points(n_iterations, tc.n_log_points)
     losses = torch.zeros(n_iterations, len(LOSS_TERMS), device=dev)  # (iterations, 4)
@@ -272,6 +281,8 @@ def fit(
     start = time.perf_counter()
 
     for epoch in range(tc.n_epochs):
+        coeff_L1 = l1_coefficient(config, epoch)
+        coeffs = (0.0 if tc.W_L1_proximal else coeff_L1, tc.coeff_lin_phi_zero, tc.coeff_edge_diff)
         frames = torch.randint(
             n_train, (n_iter_epoch, tc.batch_size), generator=gen, device=dev
         )  # (iters, batch)
@@ -284,6 +295,8 @@ def fit(
             if tc.gradient_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.gradient_clip)
             optimizer.step()
+            if tc.W_L1_proximal:
+                soft_threshold_(model.W, optimizer.param_groups[0]["lr"] * coeff_L1)
             if tc.scheduler == "cosine":
                 scheduler.step()
             losses[it] = terms.detach()

@@ -29,6 +29,12 @@ GAIN_MARGIN = 0.03  # a move gains only when it beats the score it started from 
 AT_CHANCE_RANGE = (3.0, 30.0)  # factor for lr_emb when the embedding learned nothing (far off)
 WIDE_RANGE = (10.0, 100.0)  # a rule whose moves are all closed at a node jumps this far instead
 MEMORY_DEPTH = 8  # how far up a chain of moves without gain the closed directions are inherited
+# Parameters that set a trial's cost (training iterations grow with them). They are lengthened only
+# from a node with no converged run, and a lengthening that did not gain GAIN_MARGIN closes that
+# direction (memory), so the search never drifts to ever-longer training for a marginal gain.
+DURATION_LEAVES = ("n_epochs", "data_augmentation_loop")
+NEARLY = ("partial-W", "partial-E")  # one objective met: a free move trains such a node longer first
+LONGER_RANGE = (2.5, 4.0)  # lengthening by 2.5-4x: a small one gains no more than seed noise
 
 
 @dataclass(frozen=True)
@@ -154,7 +160,7 @@ def record(
         block.consec_success = 0
         block.streak = []
     key = mutated_key(tree, node)
-    if key is not None and tree.nodes[node.parent].runs:
+    if key is not None and node.parent is not None and tree.nodes[node.parent].runs:
         parent = tree.nodes[node.parent]
         tries, wins, net = (list(stats.get(key, [])) + [0, 0, 0])[:3]
         parent_value = node_value(parent)
@@ -198,13 +204,17 @@ class Memory:
     bad: dict[str, set[int]] = field(default_factory=dict)  # parameter -> directions without gain
     momentum: tuple[str, int] | None = None  # the move that made this node better than its parent
     prior: dict[str, int] = field(default_factory=dict)  # parameter -> net direction vote (statistics)
+    prefer: dict[str, int] = field(default_factory=dict)  # parameter -> direction tried first (cost rule)
 
     def open_directions(self, key: str, direction: int) -> list[int]:
         """The directions still worth trying for ``key`` (``direction`` 0: both, the momentum or the
         direction the statistics favour first)."""
         wanted = [direction] if direction else [-1, 1]
         if self.momentum is not None and self.momentum[0] == key and direction == 0:
-            wanted.sort(key=lambda d: d != self.momentum[1])
+            first = self.momentum[1]
+            wanted.sort(key=lambda d: d != first)
+        elif direction == 0 and self.prefer.get(key, 0):
+            wanted.sort(key=lambda d: d != self.prefer[key])
         elif direction == 0 and self.prior.get(key, 0):
             wanted.sort(key=lambda d: d * self.prior[key] < 0)
         return [d for d in wanted if d not in self.bad.get(key, set())]
@@ -238,7 +248,25 @@ def memory(tree: Tree, node: Node, space: Mapping[str, Domain], depth: int = MEM
         if child_value is None or (value is not None and child_value <= value + GAIN_MARGIN):
             sign = move_sign(space[key], node.params[key], child.params[key])
             out.bad.setdefault(key, set()).add(sign)
+    for key in duration_keys(space):
+        if any(r.classification == "converged" for r in node.runs):
+            out.bad.setdefault(key, set()).add(+1)
+        else:
+            out.prefer[key] = +1  # not converged yet: more training before less
     return out
+
+
+def duration_keys(space: Mapping[str, Domain]) -> list[str]:
+    """The parameters of ``space`` that set a trial's cost (``DURATION_LEAVES``)."""
+    return [k for k, d in space.items() if d.short in DURATION_LEAVES]
+
+
+def affordable(node: Node, space: Mapping[str, Domain]) -> list[str]:
+    """Parameters an undirected move of ``node`` may change: not the cost ones once it has converged."""
+    if any(r.classification == "converged" for r in node.runs):
+        cheap = [k for k in space if k not in duration_keys(space)]
+        return cheap or list(space)
+    return list(space)
 
 
 def _deficit(metrics: Mapping[str, Any], thresholds: Mapping[str, float], objective: str) -> float:
@@ -301,11 +329,17 @@ def free_mutation(
     rng: random.Random,
     mem: Memory | None = None,
 ) -> Mutation | None:
-    """The momentum move if open, else a parameter drawn by the statistics among those with an open
-    direction; any parameter if none of these yields a new config."""
+    """The momentum move if open; else, for a node that met one objective, longer training (if a
+    duration parameter is searched and lengthening is still open); else a parameter drawn by the
+    statistics among those with an open direction; any parameter if none of these yields a new config."""
     mem = mem or memory(tree, node, space)
     if mem.momentum is not None:
         mutation = _directed(tree, node, space, rng, [mem.momentum], mem)
+        if mutation is not None:
+            return mutation
+    if node.best is not None and node.best.classification in NEARLY:
+        longer = [(k, +1) for k, d in mem.prefer.items() if d > 0 and +1 not in mem.bad.get(k, set())]
+        mutation = _directed(tree, node, space, rng, longer, mem, LONGER_RANGE)
         if mutation is not None:
             return mutation
     keys = {k: d for k, d in space.items() if mem.open_directions(k, 0)}
@@ -313,7 +347,9 @@ def free_mutation(
         mutation = _directed(tree, node, space, rng, [(choose_key(keys, stats, rng), 0)], mem)
         if mutation is not None:
             return mutation
-    return mutate_one(node.params, space, rng, exclude=tree.keys, attempts=24)
+    return mutate_one(
+        node.params, space, rng, exclude=tree.keys, candidates=affordable(node, space), attempts=24
+    )
 
 
 def _child(strategy: str, node: Node, mutation: Mutation, rule: str = "") -> Decision:
@@ -358,7 +394,7 @@ def decide(
         converged = [n for n in nodes if n.converged]
         if converged:
             best = max(converged, key=lambda n: (n.robust, n.mean_score, -n.id))
-            numeric = [k for k, d in space.items() if d.is_numeric] or list(space)
+            numeric = [k for k in affordable(best, space) if space[k].is_numeric] or list(space)
             mutation = mutate_one(
                 best.params, space, rng, extreme=True, candidates=numeric, exclude=tree.keys
             )

@@ -55,7 +55,9 @@ class UCBTreeSearcher(Searcher):
         seed_key: str | None = "training.seed",
         metric: str = "score",
         mode: str = "max",
+        block_budgets: Mapping[Any, int] | None = None,
     ) -> None:
+        """``block_budgets`` (block value -> trials) overrides ``n_iter_block`` for the blocks it names."""
         self.space: dict[str, Domain] = parse_space(space)
         _check(
             base_config is None or isinstance(base_config, Mapping),
@@ -124,6 +126,7 @@ class UCBTreeSearcher(Searcher):
             seed_key,
         )
         self.block_values = list(values)
+        self.block_budgets = self._check_budgets(block_budgets or {})
         self.root_params = {k: self._root_value(k, d) for k, d in self.space.items()}
         self.trees: dict[str, Tree] = {}
         self.blocks: dict[str, BlockState] = {}
@@ -145,6 +148,25 @@ class UCBTreeSearcher(Searcher):
         self.outcomes: list[dict[str, Any]] = []  # unknown / duplicate trial ids, logged and kept
         self.n_suggested = 0
         self.uids: dict[str, dict[int, int]] = {label: {} for label in self.trees}  # study-wide node ids
+
+    def _check_budgets(self, budgets: Mapping[Any, int]) -> dict[str, int]:
+        """block label -> trials, for the blocks whose budget is not ``n_iter_block``."""
+        by_repr = {repr(v): v for v in self.block_values}
+        out = {}
+        for value, n in budgets.items():
+            _check(repr(value) in by_repr, "block_budgets keys", f"block values {self.block_values}", value)
+            _check(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0,
+                "block_budgets values",
+                "ints >= 0",
+                n,
+            )
+            out[self.block_label(by_repr[repr(value)])] = n
+        return out
+
+    def budget(self, label: str) -> int:
+        """Trials the block ``label`` gets: its ``block_budgets`` entry, else ``n_iter_block``."""
+        return self.block_budgets.get(label, self.n_iter_block)
 
     def _root_value(self, key: str, domain: Domain) -> Any:
         value = get_dotted(self.base_config, key)
@@ -199,7 +221,9 @@ class UCBTreeSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # FINISHED is a str
         """A full config with ``config[SEARCH_KEY]``; FINISHED when all budgets are allocated; None at the limit."""
-        open_blocks = [label for label, t in self.trees.items() if t.n_runs + t.n_pending < self.n_iter_block]
+        open_blocks = [
+            label for label, t in self.trees.items() if t.n_runs + t.n_pending < self.budget(label)
+        ]
         if not open_blocks:
             return Searcher.FINISHED
         if self.max_concurrent and len(self.live) >= self.max_concurrent:

@@ -60,6 +60,9 @@ def _study(tmp_path: Path, name: str, **changes: Any) -> Path:
         "robustness_repeats": 2,
         "max_concurrent_trials": 2,
         "storage_path": str(tmp_path / "results"),
+        "data_limited": {
+            "check": False
+        },  # the tiny net is data-limited at ff 1.0 (tests/test_data_limited_study.py)
     }
     data.update(changes)
     path = tmp_path / f"{name}.yaml"

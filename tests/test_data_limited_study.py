@@ -1,0 +1,78 @@
+"""A study with one data-limited block: it says so before starting, probes it briefly, explains it in memory.md."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+
+from ntune.records import read_info, read_trials
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# 16 neurons, 500 frames, seed 42: ceiling 0.9996 at ff 0.5, 0.0014 at ff 1.0 (7 silent neurons)
+TINY_BASE = {
+    "simulation": {
+        "n_neurons": 16,
+        "n_neuron_types": 2,
+        "params": [[10.0, 1.0, 1.0], [10.0, 2.0, 2.0]],
+        "n_frames": 500,
+        "start_frame": -100,
+        "seed": 42,
+        "device": "cpu",
+    },
+    "training": {
+        "batch_size": 8,
+        "data_augmentation_loop": 10,
+        "n_log_points": 4,
+        "n_rollout_frames": 20,
+        "device": "cpu",
+    },
+}
+
+
+def test_data_limited_block_gets_only_the_probe_budget(tmp_path: Path, ray_session: None) -> None:
+    from ntune.export import status_command
+    from ntune.study import run_command
+
+    study = {
+        "name": "limited",
+        "base": TINY_BASE,
+        "blocks": {"simulation.connectivity_filling_factor": [0.5, 1.0]},
+        "space": {"training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1}},
+        "n_iter_block": 3,
+        "robustness_repeats": 2,
+        "max_concurrent_trials": 2,
+        "data_limited": {"probe_trials": 1},
+        "storage_path": str(tmp_path / "results"),
+    }
+    path = tmp_path / "limited.yaml"
+    path.write_text(yaml.safe_dump(study))
+    console = Console(record=True, width=200)
+    assert run_command(path, console=console) == 0, console.export_text()
+    text = console.export_text()
+    start = text.index("connectivity_filling_factor=1.0: ceiling")
+    assert start < text.index("trials done")  # said at the start, before the final status table
+    assert "DATA-LIMITED" in text and "probing with 1 trials only" in text
+
+    exp_dir = tmp_path / "results" / "limited"
+    records, _ = read_trials(exp_dir)
+    assert Counter(r["block"] for r in records) == {
+        "connectivity_filling_factor=0.5": 3,
+        "connectivity_filling_factor=1.0": 1,
+    }
+    info = read_info(exp_dir)
+    assert info["ceilings"]["connectivity_filling_factor=1.0"]["data_limited"] is True
+    assert info["ceilings"]["connectivity_filling_factor=0.5"]["ceiling"] > 0.95
+    memory = (exp_dir / "memory.md").read_text()
+    assert "## Identifiability" in memory and "1/1 | done | 0.00" in memory
+    limited = next(
+        line for line in memory.splitlines() if line.startswith("- connectivity_filling_factor=1.0")
+    )
+    assert "data-limited" in limited and "process noise" in limited and "1 probe trials only" in limited
+    status = Console(record=True, width=200)
+    status_command(exp_dir, console=status)
+    assert "ceiling" in status.export_text()

@@ -1,0 +1,33 @@
+"""The quickstart study's sparse block (ff 0.1) converges with the study's own settings (about 3 minutes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+
+from ntune.records import read_trials
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+STUDY = Path(__file__).resolve().parents[1] / "configs" / "quickstart_study.yaml"
+
+
+def test_quickstart_sparse_block_converges(tmp_path: Path, ray_session: None) -> None:
+    from ntune.study import run_command
+
+    study = yaml.safe_load(STUDY.read_text())
+    study["base"] = str(STUDY.parent / study["base"])
+    study["blocks"] = {"simulation.connectivity_filling_factor": [0.1]}
+    study["storage_path"] = str(tmp_path / "results")
+    path = tmp_path / "sparse.yaml"
+    path.write_text(yaml.safe_dump(study))
+    console = Console(record=True, width=200)
+    assert run_command(path, console=console) == 0, console.export_text()
+    records, _ = read_trials(tmp_path / "results" / study["name"])
+    assert len(records) == study["n_iter_block"]
+    assert any(r["classification"] == "converged" for r in records), [r["metrics"] for r in records]
+    assert "connectivity_filling_factor=0.1: ceiling" in console.export_text()
+    assert "DATA-LIMITED" not in console.export_text()

@@ -35,7 +35,7 @@ TINY_BASE = {
 
 
 def test_data_limited_block_gets_only_the_probe_budget(tmp_path: Path, ray_session: None) -> None:
-    from ntune.export import status_command
+    from ntune.commands import status_command
     from ntune.study import run_command
 
     study = {

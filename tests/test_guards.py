@@ -264,7 +264,7 @@ def test_table_printed_when_a_run_stops_shows_nothing_running(tmp_path: Path) ->
     Journal(tmp_path).start(trial_id, config)
     study = StudyConfig.model_validate(info["study"])
     console = Console(record=True, width=200)
-    assert _finish(tmp_path, study, console) == 130
+    assert _finish(tmp_path, study.n_trials, console) == 130
     text = console.export_text()
     assert "2/6 trials done, 0 running" in text, text
     assert " running" not in text.replace("0 running", "")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
+from searchers.objective import classify, score
 from searchers.policy import BlockState, decide, free_mutation
 from searchers.space import parse_space
-from searchers.tree import Tree, classify, score
+from searchers.tree import Tree
 
 SPACE = parse_space(
     {

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from ntune.config import NtuneConfig, TrainingConfig, config_from_dict
+from ntune.config import NtuneConfig, config_from_dict
 from ntune.simulate import simulate
 from ntune.train import fit, l1_coefficient, soft_threshold_
 
 
 def test_two_phase_L1_uses_first_coeff_in_the_first_epochs() -> None:
-    tc = TrainingConfig(n_epochs=3, n_epochs_init=2, first_coeff_L1=0.0, coeff_W_L1=1e-4)
-    assert [l1_coefficient(tc, 0.5, e) for e in range(3)] == [0.0, 0.0, 1e-4]
-    scaled = TrainingConfig(coeff_W_L1=1e-4, coeff_W_L1_scale_by_filling=True)
-    assert l1_coefficient(scaled, 0.5, 0) == 2e-4
+    sim = {"connectivity_filling_factor": 0.5}
+    tc = {"n_epochs": 3, "n_epochs_init": 2, "first_coeff_L1": 0.0, "coeff_W_L1": 1e-4}
+    two_phase = config_from_dict({"simulation": sim, "training": tc})
+    assert [l1_coefficient(two_phase, e) for e in range(3)] == [0.0, 0.0, 1e-4]
+    tc = {"coeff_W_L1": 1e-4, "coeff_W_L1_scale_by_filling": True}
+    assert l1_coefficient(config_from_dict({"simulation": sim, "training": tc}), 0) == 2e-4
 
 
 def test_soft_threshold_shrinks_and_zeroes() -> None:

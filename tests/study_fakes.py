@@ -16,6 +16,26 @@ from ntune.study_config import study_from_dict
 BASE = {
     "simulation": {"n_neurons": 16, "n_neuron_types": 2, "params": [[10, 1, 1], [10, 2, 2]], "n_frames": 500}
 }
+# a 16-neuron network that trains in seconds: the base config of the tests that run real studies
+TINY_RUN: dict[str, Any] = {
+    "simulation": {
+        "n_neurons": 16,
+        "n_neuron_types": 2,
+        "params": [[10.0, 1.0, 1.0], [10.0, 2.0, 2.0]],
+        "n_frames": 500,
+        "start_frame": -100,
+        "seed": 42,
+        "device": "cpu",
+    },
+    "training": {
+        "n_epochs": 1,
+        "batch_size": 8,
+        "data_augmentation_loop": 10,
+        "n_log_points": 4,
+        "n_rollout_frames": 20,
+        "device": "cpu",
+    },
+}
 STUDY = {
     "name": "fake",
     "base": BASE,

@@ -8,30 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 from rich.console import Console
+from study_fakes import TINY_RUN
 
 from ntune.records import read_info, read_trials
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # 16 neurons, 500 frames, seed 42: ceiling 0.9996 at ff 0.5, 0.0014 at ff 1.0 (7 silent neurons)
-TINY_BASE = {
-    "simulation": {
-        "n_neurons": 16,
-        "n_neuron_types": 2,
-        "params": [[10.0, 1.0, 1.0], [10.0, 2.0, 2.0]],
-        "n_frames": 500,
-        "start_frame": -100,
-        "seed": 42,
-        "device": "cpu",
-    },
-    "training": {
-        "batch_size": 8,
-        "data_augmentation_loop": 10,
-        "n_log_points": 4,
-        "n_rollout_frames": 20,
-        "device": "cpu",
-    },
-}
+TINY_BASE = TINY_RUN
 
 
 def test_data_limited_block_gets_only_the_probe_budget(tmp_path: Path, ray_session: None) -> None:

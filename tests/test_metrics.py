@@ -115,23 +115,6 @@ def test_rollout_scores() -> None:
     assert M.rollout_scores(np.full_like(true, np.inf), true) == (0.0, 0.0)
 
 
-@pytest.mark.parametrize(
-    ("r2", "cluster", "expected"),
-    [
-        (0.95, 0.95, "converged"),
-        (0.95, 0.5, "partial-W"),
-        (0.5, 0.95, "partial-E"),
-        (0.5, 0.5, "partial"),
-        (0.05, 0.05, "failed"),
-        (0.05, 0.5, "partial"),
-        (0.9, 0.95, "partial-E"),  # thresholds are strict
-        (float("nan"), 0.95, "partial-E"),
-    ],
-)
-def test_classification_table(r2: float, cluster: float, expected: str) -> None:
-    assert M.classify({"connectivity_R2": r2, "cluster_accuracy": cluster}) == expected
-
-
 def test_classification_single_objective_and_diverged() -> None:
     one = {"connectivity_R2": 0.9}
     assert M.classify({"connectivity_R2": 0.95}, one) == "converged"

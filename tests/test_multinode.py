@@ -27,30 +27,14 @@ from typing import Any
 import psutil
 import pytest
 import yaml
+from study_fakes import TINY_RUN
 
 from ntune.records import read_trials
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
-TINY_BASE = {
-    "simulation": {
-        "n_neurons": 16,
-        "n_neuron_types": 2,
-        "params": [[10.0, 1.0, 1.0], [10.0, 2.0, 2.0]],
-        "n_frames": 500,
-        "start_frame": -100,
-        "device": "cpu",
-    },
-    "training": {
-        "n_epochs": 1,
-        "batch_size": 8,
-        "data_augmentation_loop": 10,
-        "n_log_points": 4,
-        "n_rollout_frames": 20,
-        "device": "cpu",
-    },
-}
+TINY_BASE = TINY_RUN
 
 
 def free_port() -> int:

@@ -20,25 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(NOTEBOOKS))
 import build_notebooks  # noqa: E402
-
-TINY_RUN = {
-    "simulation": {
-        "n_neurons": 16,
-        "n_neuron_types": 2,
-        "params": [[10.0, 1.0, 1.0], [10.0, 2.0, 2.0]],
-        "n_frames": 500,
-        "start_frame": -100,
-        "device": "cpu",
-    },
-    "training": {
-        "n_epochs": 1,
-        "batch_size": 8,
-        "data_augmentation_loop": 10,
-        "n_log_points": 4,
-        "n_rollout_frames": 20,
-        "device": "cpu",
-    },
-}
+from study_fakes import TINY_RUN  # noqa: E402
 
 
 @pytest.mark.parametrize("name", sorted(build_notebooks.NOTEBOOKS))

@@ -35,6 +35,9 @@ def test_score_clips_and_zeroes_failures() -> None:
         (0.5, 0.5, "partial"),
         (0.05, 0.05, "failed"),
         (math.nan, 0.05, "failed"),
+        (0.05, 0.5, "partial"),
+        (0.9, 0.95, "partial-E"),  # thresholds are strict
+        (math.nan, 0.95, "partial-E"),
     ],
 )
 def test_classify_reads_the_metric_names_not_their_order(r2: float, cluster: float, expected: str) -> None:

@@ -20,29 +20,13 @@ import pytest
 import torch
 import yaml
 from rich.console import Console
+from study_fakes import TINY_RUN
 
 from ntune.records import read_trials
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TINY_BASE = {
-    "simulation": {
-        "n_neurons": 16,
-        "n_neuron_types": 2,
-        "params": [[10.0, 1.0, 1.0], [10.0, 2.0, 2.0]],
-        "n_frames": 500,
-        "start_frame": -100,
-        "device": "cpu",
-    },
-    "training": {
-        "n_epochs": 1,
-        "batch_size": 8,
-        "data_augmentation_loop": 10,
-        "n_log_points": 4,
-        "n_rollout_frames": 20,
-        "device": "cpu",
-    },
-}
+TINY_BASE = TINY_RUN
 NODE_LINE = re.compile(r"^Node (\d+): UCB=(-?[\d.]+|inf|nan), parent=(\w+), visits=(\d+)")
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
+from ntune.commands import make_console
 from ntune.config import ConfigError, NtuneConfig, dump_config, load_config
 
 app = typer.Typer(
@@ -23,8 +23,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect and convert configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+console = make_console()
+err_console = make_console(stderr=True, soft_wrap=True)
 
 SetOpt = Annotated[
     list[str] | None,

@@ -21,6 +21,21 @@ from ntune.records import fmt
 if TYPE_CHECKING:
     from ntune.config import NtuneConfig
 
+LOG_WIDTH = 140  # columns when the output is a file or pipe (rich would squash tables to 80)
+
+
+def make_console(**kwargs: Any) -> Console:
+    """A console for ntune's output: the terminal's width, or LOG_WIDTH when writing to a file or pipe."""
+    import os
+    import sys
+
+    if "width" not in kwargs and not os.environ.get("COLUMNS"):
+        stream = sys.stderr if kwargs.get("stderr") else sys.stdout
+        if not stream.isatty():
+            kwargs["width"] = LOG_WIDTH
+    return Console(**kwargs)
+
+
 STATUS_COLUMNS = (
     "block",
     "done",

@@ -24,6 +24,7 @@ from ray.tune import Callback
 from rich.console import Console
 from rich.markup import escape
 
+from ntune.commands import make_console
 from ntune.config import ConfigError, config_from_dict, dump_config, format_validation_error
 from ntune.guards import check_study, preflight
 from ntune.identifiability import console_lines, probe_budgets, study_ceilings, total_budget
@@ -246,7 +247,7 @@ class ConsoleProgress(Callback):
         self._shown: list[str] = []
 
     def _print(self, text: str) -> None:
-        Console(highlight=False, soft_wrap=True).print(text)
+        make_console(highlight=False, soft_wrap=True).print(text)
 
     def _blocks(self) -> None:
         """One line per block, printed only when some block's progress changed since the last print."""
@@ -386,7 +387,7 @@ def run_command(
     console: Console | None = None,
 ) -> int:
     """Run or resume a study; returns 0 when every trial of the budget completed, 130 when interrupted."""
-    console = console or Console(highlight=False, soft_wrap=True)
+    console = console or make_console(highlight=False, soft_wrap=True)
     study, base = load_study(study_path, overrides)
     if name or storage:
         update = {"name": name or study.name, "storage_path": storage or study.storage_path}

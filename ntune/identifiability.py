@@ -268,7 +268,7 @@ def memory_section(info: Mapping[str, Any], level: int = 2) -> str:
         out.append(f"- {label}: {verdict(numbers, threshold)}")
         if entry.get("data_limited"):
             out.append(
-                f". Data-limited: {block_budget(info, label)} probe trials only; failed configs here say "
+                f". Data-limited: probe budget {block_budget(info, label)} trial(s); failed configs here say "
                 "nothing about the hyperparameters"
             )
         out.append("\n")

@@ -56,7 +56,7 @@ def test_data_limited_block_gets_only_the_probe_budget(tmp_path: Path, ray_sessi
     limited = next(
         line for line in memory.splitlines() if line.startswith("- connectivity_filling_factor=1.0")
     )
-    assert "data-limited" in limited and "process noise" in limited and "1 probe trials only" in limited
+    assert "data-limited" in limited and "process noise" in limited and "probe budget 1 trial(s)" in limited
     status = Console(record=True, width=200)
     status_command(exp_dir, console=status)
     assert "ceiling" in status.export_text()

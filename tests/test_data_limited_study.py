@@ -52,7 +52,7 @@ def test_data_limited_block_gets_only_the_probe_budget(tmp_path: Path, ray_sessi
     assert info["ceilings"]["connectivity_filling_factor=1.0"]["data_limited"] is True
     assert info["ceilings"]["connectivity_filling_factor=0.5"]["ceiling"] > 0.95
     memory = (exp_dir / "memory.md").read_text()
-    assert "## Identifiability" in memory and "1/1 | done | 0.00" in memory
+    assert "### Identifiability" in memory and "not robust, 1/1 trials, done, ceiling 0.00" in memory
     limited = next(
         line for line in memory.splitlines() if line.startswith("- connectivity_filling_factor=1.0")
     )

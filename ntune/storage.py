@@ -127,6 +127,20 @@ class Remote:
         target = f"{self.path}/{name}".rstrip("/")
         return bool(self.fs.get_file_info(target).type != pafs.FileType.NotFound)
 
+    def check(self) -> None:
+        """Raise ConfigError (naming storage_path) when the bucket does not exist or cannot be reached."""
+        import pyarrow.fs as pafs
+
+        bucket = self.path.split("/", 1)[0]
+        try:
+            missing = self.fs.get_file_info(bucket).type == pafs.FileType.NotFound
+        except OSError as err:
+            raise ConfigError(f"storage_path: cannot reach {self.uri} ({err})") from None
+        if missing:
+            raise ConfigError(
+                f"storage_path: {self.uri}: the bucket {bucket!r} does not exist; create it first"
+            )
+
     def delete(self) -> None:
         """Delete the experiment folder (``--fresh``)."""
         if self.exists():
@@ -148,7 +162,7 @@ class Remote:
             try:
                 with self.fs.open_input_stream(src) as f:
                     data = f.read()
-            except (FileNotFoundError, OSError):
+            except FileNotFoundError:
                 continue
             dest = local / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -190,6 +204,7 @@ def open_experiment(experiment: str | Path, dirs: Iterable[str] = ()) -> tuple[P
     if not is_uri(experiment):
         return Path(experiment), None
     remote = Remote(str(experiment))
+    remote.check()
     local = mirror_dir(remote.uri, "view")
     if local.exists():
         shutil.rmtree(local)

@@ -367,6 +367,7 @@ def _pull_mirror(exp_dir: Path, remote: Remote) -> None:
     and Tune's ``tuner.pkl`` (so the checks below see what a local folder would show)."""
     if exp_dir.exists():
         shutil.rmtree(exp_dir)
+    remote.check()
     try:
         remote.pull(exp_dir, (*JOURNAL_FILES, TUNE_STATE), JOURNAL_DIRS)
     except OSError as err:

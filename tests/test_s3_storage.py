@@ -16,37 +16,15 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import S3_BUCKET as BUCKET
 from test_multinode import BIN, free_port, node_env, start_node, stop_nodes, tiny_study, wait_for_nodes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-BUCKET = "ntune-test"
 STORAGE = f"s3://{BUCKET}/studies"
-
-
-@pytest.fixture
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on a free loopback port with one empty bucket; yields its URL; always stopped."""
-    pytest.importorskip("moto")
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
-        client = boto3.client(
-            "s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing"
-        )
-        client.create_bucket(Bucket=BUCKET)
-        yield url
-    finally:
-        server.stop()
 
 
 def _objects(url: str, prefix: str) -> dict[str, bytes]:

@@ -390,7 +390,8 @@ def _prepare_dir(
         if remote is not None:
             remote.delete()
     if exp_dir.exists() and tune.Tuner.can_restore(str(exp_dir)):
-        console.print(f"resuming experiment {exp_dir} (pass --fresh to start over)")
+        where = remote.uri if remote is not None else exp_dir
+        console.print(f"resuming experiment {where} (pass --fresh to start over)")
         return True
     if exp_dir.exists():
         console.print(
@@ -433,6 +434,8 @@ def run_command(
     where = remote.uri if remote is not None else str(exp_dir)
     info = study_info(study, base)
     check_study(study, base)  # storage folder and memory, before anything is simulated or Ray starts
+    if remote is not None:  # the bucket exists and is reachable; the journal comes down into the mirror
+        _pull_mirror(exp_dir, remote)
     with console.status("identifiability of each block's data (simulating where not cached)"):
         info.update(study_ceilings(study, base))
     searcher = build_searcher(study, base, info)
@@ -440,8 +443,6 @@ def run_command(
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    if remote is not None:
-        _pull_mirror(exp_dir, remote)
     _check_dir(exp_dir, info, fresh)
     started = _start_ray(address, console)
     try:
@@ -475,6 +476,7 @@ def run_command(
                 resume_errored=True,
                 storage_filesystem=storage.get("storage_filesystem"),
             )
+            Journal.resume_dir, Journal.resume_remote = None, None  # applied to the unpickled journal
         else:
             journal = Journal(exp_dir, searcher, info=info, remote=remote)
             callbacks: list[Callback] = [JournalCallback(journal), ConsoleProgress(journal)]

@@ -100,3 +100,39 @@ def test_remote_push_pull_on_s3(tmp_path: Path, s3_endpoint: str) -> None:
         Remote("s3://nobucket/x").check()
     remote.delete()
     assert not remote.exists()
+
+
+def test_restored_journal_moves_to_the_new_mirror_and_syncs(tmp_path: Path) -> None:
+    """A journal unpickled after mark_resumed writes into the new folder and pushes to the new remote."""
+    import pickle
+    import shutil
+
+    from study_fakes import FakeSearcher, make_experiment
+
+    from ntune.journal import Journal
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    make_experiment(old, n=3)
+    state = pickle.dumps(Journal(old, FakeSearcher()))
+    shutil.copytree(old, new)
+    shutil.rmtree(old)  # the first driver's mirror is gone (another machine, another run)
+
+    class Pushes:
+        def __init__(self) -> None:
+            self.folders: list[Path] = []
+
+        def push(self, local: Path) -> list[str]:
+            self.folders.append(local)
+            return []
+
+    pushes = Pushes()
+    Journal.mark_resumed(new, pushes)
+    try:
+        journal = pickle.loads(state)
+    finally:
+        Journal.resume_dir, Journal.resume_remote = None, None
+    assert journal.exp_dir == new and len(journal.ledger.records) == 3
+    journal.sync()
+    journal.sync(every_s=60.0)  # within the interval: no second push
+    assert pushes.folders == [new] and not old.exists()
+    assert pickle.loads(state).remote is None  # without mark_resumed: where it was, no remote

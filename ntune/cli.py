@@ -117,7 +117,10 @@ def run(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Experiment name (default: the study's name).")] = None,
     storage: Annotated[
-        str | None, typer.Option(help="Storage folder (default: the study's storage_path).")
+        str | None,
+        typer.Option(
+            help="Storage folder or URI, e.g. s3://bucket/prefix (default: the study's storage_path)."
+        ),
     ] = None,
     fresh: Annotated[
         bool, typer.Option(help="Start over instead of resuming an experiment of this name.")
@@ -133,7 +136,10 @@ def run(
     raise typer.Exit(code=code)
 
 
-ExpArg = Annotated[Path, typer.Argument(help="An experiment folder (storage_path/name).")]
+ExpArg = Annotated[
+    str,
+    typer.Argument(help="An experiment folder (storage_path/name), or its URI (s3://bucket/prefix/name)."),
+]
 
 
 @app.command()

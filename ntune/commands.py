@@ -2,6 +2,10 @@
 
 Each calls a domain function (:func:`ntune.simulate.load_or_simulate`, :func:`ntune.train.fit`, :mod:`ntune.export`) and prints what it returns:
 progress bars and tables live here, not in the domain modules. No Ray.
+
+An experiment given as a URI (``s3://bucket/prefix/name``) is first downloaded into its local mirror
+(:func:`ntune.storage.open_experiment`); ``export`` and ``report`` write there and copy what they wrote
+back up, next to the experiment's other files (``export --out DIR`` writes to the local DIR only).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ntune.export import export, report, status_rows
+from ntune.export import export, report, report_inputs, status_rows
 from ntune.records import fmt
+from ntune.storage import JOURNAL_DIRS, open_experiment
 
 if TYPE_CHECKING:
     from ntune.config import NtuneConfig
@@ -54,7 +59,8 @@ STATUS_COLUMNS = (
 
 def status_command(exp_dir: str | Path, *, console: Console, stopped: bool = False) -> None:
     """Print the per-block table of an experiment; ``stopped``: its driver has ended, nothing runs."""
-    title, caption, rows = status_rows(exp_dir, stopped=stopped)
+    local, _ = open_experiment(exp_dir)
+    title, caption, rows = status_rows(local, stopped=stopped)
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption=caption)
     for col in STATUS_COLUMNS:
         table.add_column(col, justify="right", no_wrap=True)
@@ -78,7 +84,13 @@ def status_command(exp_dir: str | Path, *, console: Console, stopped: bool = Fal
 
 def export_command(exp_dir: str | Path, *, out: Path | None, fmt: str, console: Console) -> None:
     """Export (see :func:`ntune.export.export`) and print what was written."""
-    for kind, text in export(exp_dir, out=out, fmt=fmt):
+    local, remote = open_experiment(exp_dir, ("ucb",))
+    done = export(local, out=out, fmt=fmt)
+    if remote is not None and out is None:
+        wrote = [Path(text).relative_to(local).as_posix() for kind, text in done if kind == "wrote"]
+        remote.push(local, wrote, ())
+        done += [("note", f"uploaded to {remote.uri}: {', '.join(wrote)}")] if wrote else []
+    for kind, text in done:
         if kind == "wrote":
             console.print(f"wrote {text}")
         elif kind == "tree":
@@ -90,8 +102,15 @@ def export_command(exp_dir: str | Path, *, out: Path | None, fmt: str, console: 
 
 
 def report_command(exp_dir: str | Path, *, console: Console) -> None:
-    """Write EXP/report.md and print its path."""
-    console.print(f"wrote {report(exp_dir)}")
+    """Write EXP/report.md and print its path (of an experiment on object storage: also copy it up)."""
+    local, remote = open_experiment(exp_dir, JOURNAL_DIRS)
+    if remote is not None:  # the best trials' W scatters, which the report shows
+        remote.pull(local, report_inputs(local), ())
+    path = report(local)
+    console.print(f"wrote {path}")
+    if remote is not None:
+        remote.push(local, ("report.md",), ("report", "trees"))
+        console.print(f"uploaded to {remote.uri}: report.md, report/, trees/")
 
 
 def train_command(config: NtuneConfig, *, out: Path | None, console: Console) -> int:

@@ -155,6 +155,31 @@ def _json_default(x: Any) -> Any:
     return None if isinstance(x, float) and math.isnan(x) else str(x)
 
 
+def _tails(trial_dir: str) -> list[Path]:
+    """The last one and two components of a trial folder's path (``<trial>``, ``<trial>/member<k>``)."""
+    parts = Path(trial_dir).parts if trial_dir else ()
+    return [Path(*parts[-k:]) for k in (1, 2) if len(parts) >= k]
+
+
+def trial_folder(exp_dir: Path, trial_dir: str) -> Path | None:
+    """The folder holding a trial's W_scatter.png: ``trial_dir`` itself, else the same trial folder
+    inside ``exp_dir`` (an experiment moved, or mirrored from object storage); None when neither has it."""
+    if not trial_dir:
+        return None
+    for folder in [Path(trial_dir), *(exp_dir / t for t in _tails(trial_dir))]:
+        if (folder / "W_scatter.png").is_file():
+            return folder
+    return None
+
+
+def report_inputs(exp_dir: str | Path) -> list[str]:
+    """Paths relative to ``exp_dir`` that :func:`report` shows from trial folders, where they may be:
+    each block's best W scatter (used to fetch them for an experiment on object storage)."""
+    _, records, _, rows = load_experiment(exp_dir)
+    best = best_records(records, rows).values()
+    return [(t / "W_scatter.png").as_posix() for rec in best for t in _tails(rec["trial_dir"])]
+
+
 def report(exp_dir: str | Path) -> Path:
     """Write EXP/report.md (comparison table, landscape plot, trees, best scatters); returns its path."""
     exp_dir = Path(exp_dir)
@@ -188,8 +213,9 @@ def report(exp_dir: str | Path) -> Path:
         lines.append(
             f"Best: node {rec['search'].get('node')}, trial {rec['trial_id']}, score {rec['score']:.3f}\n\n"
         )
-        scatter = Path(rec["trial_dir"]) / "W_scatter.png" if rec["trial_dir"] else None
-        if scatter is not None and scatter.is_file():
+        folder = trial_folder(exp_dir, rec["trial_dir"])
+        if folder is not None:
+            scatter = folder / "W_scatter.png"
             lines.append(f"![W scatter of {label}]({os.path.relpath(scatter, exp_dir)})\n")
     path = exp_dir / "report.md"
     path.write_text("".join(lines))

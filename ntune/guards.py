@@ -120,8 +120,16 @@ def check_storage(storage_path: str | Path) -> None:
     """Refuse a ``storage_path`` that is not a folder or in which ntune cannot create folders.
 
     Creates nothing: the nearest existing ancestor must be a folder where a probe folder can be made
-    (and is removed at once).
+    (and is removed at once). A URI (``s3://bucket/prefix``, see :mod:`ntune.storage`) is checked for
+    a known scheme and a bucket only: no local-folder checks, no network.
     """
+    from ntune.storage import check_uri, is_uri
+
+    if is_uri(storage_path):
+        check_uri(str(storage_path))
+        return
+    if "://" in str(storage_path):  # file://
+        storage_path = str(storage_path)[len("file://") :]
     path = Path(storage_path).expanduser()
     if "\x00" in str(storage_path):
         raise ConfigError(f"storage_path: {str(storage_path)!r} contains a NUL character")

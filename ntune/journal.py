@@ -72,7 +72,15 @@ def save_tree_plot(text: str, path: Path, title: str) -> None:
 
 
 class Journal:
-    """The journal of one experiment folder: records in memory (a :class:`Ledger`), files appended."""
+    """The journal of one experiment folder: records in memory (a :class:`Ledger`), files appended.
+
+    With a ``remote`` (a :class:`ntune.storage.Remote`: the experiment lives on object storage and
+    ``exp_dir`` is its local mirror), :meth:`sync` copies the changed files up.
+    """
+
+    # set by mark_resumed: where a journal unpickled by Tuner.restore lives now, and its remote
+    resume_dir: Path | None = None
+    resume_remote: Any = None
 
     def __init__(
         self,
@@ -81,8 +89,11 @@ class Journal:
         *,
         info: dict[str, Any] | None = None,
         tree_every_s: float = TREE_EVERY_S,
+        remote: Any = None,
     ) -> None:
         self.exp_dir = Path(exp_dir)
+        self.remote = remote
+        self._synced = -float("inf")
         self.searcher = searcher
         self.info = info if info is not None else read_info(self.exp_dir)
         self.ledger = Ledger(self.info)
@@ -97,17 +108,38 @@ class Journal:
         return {k: self.__dict__[k] for k in ("exp_dir", "searcher", "info", "tree_every_s")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """A restored journal (``Tuner.restore``) loads the records once from ``trials.jsonl``."""
+        """A restored journal (``Tuner.restore``) loads the records once from ``trials.jsonl``.
+
+        It moves to the folder (and remote) given to :meth:`mark_resumed`, when one was: the experiment
+        may be resumed from another machine or another mirror folder.
+        """
         self.__dict__.update(state)
+        if Journal.resume_dir is not None:
+            self.exp_dir, self.remote = Journal.resume_dir, Journal.resume_remote
+        else:
+            self.remote = None
+        self._synced = -float("inf")
         self.ledger = Ledger(self.info)
         self._tree_written, self._tree_due, self._plot_due = {}, set(), set()
         self._load()
 
-    @staticmethod
-    def mark_resumed(exp_dir: str | Path) -> None:
-        """Append the ``resume`` event before a restored journal loads the file (see ``resumed``)."""
+    @classmethod
+    def mark_resumed(cls, exp_dir: str | Path, remote: Any = None) -> None:
+        """Append the ``resume`` event before a restored journal loads the file (see ``resumed``).
+
+        A journal unpickled after this call writes to ``exp_dir`` and syncs to ``remote``.
+        """
         with open(Path(exp_dir) / "trials.jsonl", "a") as f:
             f.write(json.dumps({"event": "resume"}) + "\n")
+        cls.resume_dir, cls.resume_remote = Path(exp_dir), remote
+
+    def sync(self, every_s: float = 0.0, now: float | None = None) -> None:
+        """Copy the changed files up to the remote (if any), unless the last copy is under ``every_s`` old."""
+        now = time.monotonic() if now is None else now
+        if self.remote is None or now - self._synced < every_s:
+            return
+        self.remote.push(self.exp_dir)
+        self._synced = now
 
     # ---- start or resume: the only reads
     def _load(self) -> None:

@@ -30,11 +30,13 @@ from ntune.guards import check_study, preflight
 from ntune.identifiability import console_lines, probe_budgets, study_ceilings, total_budget
 from ntune.journal import Journal
 from ntune.records import SEARCH_KEY, fmt, make_record, read_info, read_trials, study_info
+from ntune.storage import JOURNAL_DIRS, JOURNAL_FILES, TUNE_STATE, Remote, is_uri, join, mirror_dir
 from ntune.study_config import StudyConfig, load_study
 from searchers.objective import classify, score
 from searchers.packing import MEMBERS_KEY, MemberCallbacks, PackingSearcher
 
 PROGRESS_EVERY_S = 30.0  # seconds between per-block progress lines while trials run
+SYNC_EVERY_S = 10.0  # seconds between uploads of the journal (object storage) besides those on completions
 
 
 def build_searcher(study: StudyConfig, base: dict[str, Any], info: dict[str, Any] | None = None) -> Any:
@@ -215,10 +217,12 @@ class JournalCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.journal.start(trial.trial_id, trial.config)
+        self.journal.sync(SYNC_EVERY_S)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = dict(trial.last_result or {}, trial_dir=trial.path or "")
         self.journal.complete(make_record(self.journal.info, trial.trial_id, trial.config, result))
+        self.journal.sync()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         text = "error"
@@ -227,12 +231,15 @@ class JournalCallback(Callback):
         result = dict(trial.last_result or {}, trial_dir=trial.path or "")
         rec = make_record(self.journal.info, trial.trial_id, trial.config, result, error=text)
         self.journal.complete(rec)
+        self.journal.sync()
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self.journal.tick()
+        self.journal.sync(SYNC_EVERY_S)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.journal.flush()
+        self.journal.sync()
 
 
 class ConsoleProgress(Callback):
@@ -356,23 +363,48 @@ def _check_dir(exp_dir: Path, info: dict[str, Any], fresh: bool) -> None:
             )
 
 
-def _prepare_dir(exp_dir: Path, info: dict[str, Any], fresh: bool, console: Console) -> bool:
-    """Create or check the experiment folder; True when an earlier run of it will be resumed."""
+def _pull_mirror(exp_dir: Path, remote: Remote) -> None:
+    """A run on object storage: the driver's mirror folder, emptied, then the experiment's journal files
+    and Tune's ``tuner.pkl`` (so the checks below see what a local folder would show)."""
+    if exp_dir.exists():
+        shutil.rmtree(exp_dir)
+    remote.check()
+    try:
+        remote.pull(exp_dir, (*JOURNAL_FILES, TUNE_STATE), JOURNAL_DIRS)
+    except OSError as err:
+        raise ConfigError(f"storage_path: cannot read {remote.uri} ({err})") from None
+
+
+def _prepare_dir(
+    exp_dir: Path, info: dict[str, Any], fresh: bool, console: Console, remote: Remote | None = None
+) -> bool:
+    """Create or check the experiment folder; True when an earlier run of it will be resumed.
+
+    With a ``remote``, ``exp_dir`` is its mirror: what is deleted here is deleted there too, and the new
+    ``study.json`` is copied up.
+    """
     from ray import tune
 
     _check_dir(exp_dir, info, fresh)
     if fresh and exp_dir.exists():
         shutil.rmtree(exp_dir)
+        if remote is not None:
+            remote.delete()
     if exp_dir.exists() and tune.Tuner.can_restore(str(exp_dir)):
-        console.print(f"resuming experiment {exp_dir} (pass --fresh to start over)")
+        where = remote.uri if remote is not None else exp_dir
+        console.print(f"resuming experiment {where} (pass --fresh to start over)")
         return True
     if exp_dir.exists():
         console.print(
             f"{exp_dir} has no Tune state to resume (the driver stopped before it saved any); starting over"
         )
         shutil.rmtree(exp_dir)
+        if remote is not None:
+            remote.delete()
     exp_dir.mkdir(parents=True)
     (exp_dir / "study.json").write_text(json.dumps(info, indent=2))
+    if remote is not None:
+        remote.push(exp_dir)
     return False
 
 
@@ -395,9 +427,16 @@ def run_command(
             study = StudyConfig.model_validate({**study.model_dump(), **update})
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, StudyConfig)) from None
-    exp_dir = Path(study.storage_path).expanduser().resolve() / study.name
+    remote = Remote(join(study.storage_path, study.name)) if is_uri(study.storage_path) else None
+    if remote is not None:  # the journal writes into a local mirror; Remote copies it up
+        exp_dir = mirror_dir(remote.uri, "run")
+    else:
+        exp_dir = Path(study.storage_path).expanduser().resolve() / study.name
+    where = remote.uri if remote is not None else str(exp_dir)
     info = study_info(study, base)
     check_study(study, base)  # storage folder and memory, before anything is simulated or Ray starts
+    if remote is not None:  # the bucket exists and is reachable; the journal comes down into the mirror
+        _pull_mirror(exp_dir, remote)
     with console.status("identifiability of each block's data (simulating where not cached)"):
         info.update(study_ceilings(study, base))
     searcher = build_searcher(study, base, info)
@@ -409,10 +448,10 @@ def run_command(
     started = _start_ray(address, console)
     try:
         preflight(study, _ray_nodes())  # each trial's resources fit the cluster; before any folder is made
-        resume = _prepare_dir(exp_dir, info, fresh, console)
+        resume = _prepare_dir(exp_dir, info, fresh, console, remote)
         info = json.loads(json.dumps(info))  # as study.json holds it; the journal never reads that file again
         if resume:  # Tuner.restore unpickles the callbacks with their journal, which then loads its records
-            Journal.mark_resumed(exp_dir)
+            Journal.mark_resumed(exp_dir, remote)
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(study.max_concurrent_trials)
         # with verbose=0 and the legacy reporter Tune prints no tables; ntune prints the progress
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -421,16 +460,26 @@ def run_command(
         trainable = tune.with_resources(
             make_trainable(study), {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
         )
-        console.print(f"experiment: {exp_dir}\nTensorBoard: tensorboard --logdir {exp_dir}")
+        mirror = f" (journal mirrored in {exp_dir})" if remote is not None else ""
+        console.print(f"experiment: {where}{mirror}\nTensorBoard: tensorboard --logdir {where}")
         console.print("\n".join(console_lines(info)), markup=False)
         console.print(
             f"{len(study.block_values)} blocks x {study.n_iter_block} trials, "
             f"{study.max_concurrent_trials} at a time; journal: {exp_dir / 'memory.md'}, {exp_dir / 'analysis.md'}"
         )
+        storage: dict[str, Any] = {"storage_path": str(exp_dir.parent)}
+        if remote is not None:  # Tune writes its state and the trial folders there itself
+            storage = {"storage_path": remote.path.rsplit("/", 1)[0], "storage_filesystem": remote.fs}
         if resume:  # the searcher (packed or not) and the callbacks come back from the experiment state
-            tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
+            tuner = tune.Tuner.restore(
+                remote.path if remote is not None else str(exp_dir),
+                trainable=trainable,
+                resume_errored=True,
+                storage_filesystem=storage.get("storage_filesystem"),
+            )
+            Journal.resume_dir, Journal.resume_remote = None, None  # applied to the unpickled journal
         else:
-            journal = Journal(exp_dir, searcher, info=info)
+            journal = Journal(exp_dir, searcher, info=info, remote=remote)
             callbacks: list[Callback] = [JournalCallback(journal), ConsoleProgress(journal)]
             packed: Any = searcher
             if study.population_size > 1:  # K configs per Tune trial; each member is its own trial
@@ -448,7 +497,7 @@ def run_command(
                 ),
                 run_config=tune.RunConfig(
                     name=study.name,
-                    storage_path=str(exp_dir.parent),
+                    **storage,
                     failure_config=tune.FailureConfig(max_failures=study.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     # trial files must reach storage also from reused actors and remote nodes
@@ -463,10 +512,10 @@ def run_command(
             import ray
 
             ray.shutdown()
-    return _finish(exp_dir, total_budget(info, list(searcher.trees)), console)
+    return _finish(exp_dir, total_budget(info, list(searcher.trees)), console, remote)
 
 
-def _finish(exp_dir: Path, n_trials: int, console: Console) -> int:
+def _finish(exp_dir: Path, n_trials: int, console: Console, remote: Remote | None = None) -> int:
     from ntune.commands import export_command, status_command
 
     records, _ = read_trials(exp_dir)
@@ -475,4 +524,7 @@ def _finish(exp_dir: Path, n_trials: int, console: Console) -> int:
         console.print(f"stopped after {len(records)}/{n_trials} trials; run the same command to resume")
         return 130
     export_command(exp_dir, out=None, fmt="yaml", console=console)
+    if remote is not None:
+        remote.push(exp_dir, (*JOURNAL_FILES, "summary.csv"), (*JOURNAL_DIRS, "best"))
+        console.print(f"uploaded to {remote.uri}")
     return 0

@@ -119,7 +119,10 @@ class StudyConfig(_Model):
         0, ge=0, description="Ray retries of a crashed trial before it is recorded failed."
     )
     storage_path: str = Field(
-        "./ntune_results", min_length=1, description="Folder holding the experiment folder."
+        "./ntune_results",
+        min_length=1,
+        description="Folder holding the experiment folder, or a URI (s3://bucket/prefix, gs://...; "
+        "an S3-compatible store's endpoint in $AWS_ENDPOINT_URL).",
     )
     seed: Int = Field(0, ge=0, description="Searcher seed (mutations, run seeds).")
     population: Int | Literal["auto"] = Field(

@@ -215,6 +215,25 @@ class JournalCallback(Callback):
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
 
+    def setup(self, **info: Any) -> None:  # type: ignore[override]  # Tune's keywords are not needed
+        """Before the first trial, and after ``Tuner.restore``: reconcile the searcher with the journal.
+
+        A driver killed between Tune's two snapshot writes leaves a trial finished in Tune's trial table
+        but pending in the searcher's (older) state; Tune never runs it again, so the searcher would wait
+        for it for ever and its tree would miss a run the journal holds. Each such completion is handed
+        to the searcher from the journal's record (a trial that Tune does run again is then a duplicate,
+        which the searcher ignores).
+        """
+        searcher = self.journal.searcher
+        live = getattr(searcher, "live", None)
+        if not live:
+            return
+        for rec in list(self.journal.ledger.records.values()):
+            if rec["trial_id"] in live:
+                result = {**rec["metrics"], "status": rec["status"]}
+                error = rec["status"] in ("error", "incomplete")
+                searcher.on_trial_complete(rec["trial_id"], result, error=error)
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.journal.start(trial.trial_id, trial.config)
         self.journal.sync(SYNC_EVERY_S)

@@ -170,3 +170,35 @@ def test_convergence_study_writes_its_own_form(tmp_path: Path) -> None:
     assert lines[4].startswith("Observation: vs parent: R2 0.4 -> 0.92 (+0.520)")
     assert lines[5] == "Change: lr_W: 1e-3 -> 4e-3"
     assert info["study"]["name"] == "fake"
+
+
+def test_a_restored_searcher_gets_the_completions_its_older_snapshot_missed(tmp_path: Path) -> None:
+    """Tune saved its trial table after a completion but the searcher's state before it (a driver killed
+    between the two writes): on restore the journal hands that completion to the searcher."""
+    from study_fakes import STUDY
+
+    from ntune.records import study_info
+    from ntune.study import JournalCallback, build_searcher
+    from ntune.study_config import study_from_dict
+
+    study, base = study_from_dict(STUDY, tmp_path)
+    searcher = build_searcher(study, base)
+    searcher.set_search_properties("score", "max", {})
+    config = searcher.suggest("t1")
+    older = searcher.get_state()  # the snapshot Tune kept: t1 pending
+    info = study_info(study, base)
+    journal = Journal(tmp_path, searcher, info=info)
+    result = {"connectivity_R2": 0.95, "cluster_accuracy": 0.92, "final": True, "status": "ok"}
+    rec = journal.complete(make_record(info, "t1", config, result))
+    searcher.on_trial_complete("t1", result)
+    searcher.set_state(older)
+    assert "t1" in searcher.live
+
+    JournalCallback(journal).setup()
+
+    assert "t1" not in searcher.live
+    tree = next(t for t in searcher.trees.values() if "t1" in t.trials)
+    run = tree.nodes[tree.trials["t1"]].runs[-1]
+    assert run.metrics["connectivity_R2"] == 0.95 and run.score == rec["score"]
+    JournalCallback(journal).setup()  # nothing left to reconcile: no second run
+    assert len(tree.nodes[tree.trials["t1"]].runs) == 1

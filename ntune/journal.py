@@ -197,11 +197,13 @@ class Journal:
     def complete(self, rec: dict[str, Any]) -> dict[str, Any]:
         """Add one completed trial: trials.jsonl, analysis.md (first completion only), memory.md, trees.
 
-        A trial completed again (a resumed run repeats what the snapshot had as running) replaces its
-        record, except that a good result is never replaced by a failure: the repeat is then ignored.
+        A trial completed again (a resumed run repeats what the snapshot had as running) keeps its first
+        record, as the searcher keeps its first run: the repeat is ignored and not written again, so a
+        trial has one line in trials.jsonl however often the driver is killed. Only a failed first
+        record is replaced by a good repeat (a good result is never turned into a failure).
         """
         old = self.ledger.records.get(rec["trial_id"])
-        if old is not None and old["status"] == "ok" and rec["status"] != "ok":
+        if old is not None and (old["status"] == "ok" or rec["status"] != "ok"):
             return old
         next_parent = getattr(self.searcher, "next_parent", None)
         if next_parent is not None:

@@ -222,17 +222,21 @@ class JournalCallback(Callback):
         but pending in the searcher's (older) state; Tune never runs it again, so the searcher would wait
         for it for ever and its tree would miss a run the journal holds. Each such completion is handed
         to the searcher from the journal's record (a trial that Tune does run again is then a duplicate,
-        which the searcher ignores).
+        which the searcher ignores). A trial the searcher's state does not know at all (saved before its
+        suggestion) is adopted: its node is rebuilt from the search record in its config.
         """
         searcher = self.journal.searcher
         live = getattr(searcher, "live", None)
-        if not live:
+        if live is None:
             return
         for rec in list(self.journal.ledger.records.values()):
+            result = {**rec["metrics"], "status": rec["status"]}
+            error = rec["status"] in ("error", "incomplete")
             if rec["trial_id"] in live:
-                result = {**rec["metrics"], "status": rec["status"]}
-                error = rec["status"] in ("error", "incomplete")
                 searcher.on_trial_complete(rec["trial_id"], result, error=error)
+            else:  # unknown to a state saved before its suggestion; a no-op for a trial it knows
+                config = {**rec["config"], SEARCH_KEY: rec["search"]}
+                searcher.adopt(rec["trial_id"], config, result, error=error)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.journal.start(trial.trial_id, trial.config)

@@ -274,7 +274,9 @@ class UCBTreeSearcher(Searcher):
         tree = self.trees[label]
         if decision.node_id is None:
             node = tree.add_node(decision.params or {}, decision.parent, decision.mutation, decision.strategy)
-            self.uids[label][node.id] = sum(len(u) for u in self.uids.values()) + 1
+            self.uids[label][node.id] = (
+                max((u for ids in self.uids.values() for u in ids.values()), default=0) + 1
+            )
         else:
             node = tree.nodes[decision.node_id]
         run_seed = self.rng.randrange(2**31)
@@ -333,6 +335,39 @@ class UCBTreeSearcher(Searcher):
         tree = self.trees[label]
         node = tree.complete(trial_id, run_score, metrics, classification)
         record(tree, self.blocks[label], self.stats, node, run_score, classification, self.space)
+
+    def adopt(
+        self, trial_id: str, config: Mapping[str, Any], result: dict | None, error: bool = False
+    ) -> bool:
+        """Record a finished trial this searcher does not know: its restored state predates the suggestion
+        (a driver killed between Tune's two snapshot writes), while the trial ran and its result is known.
+
+        The trial's node is found by its config in the block of its search record, or created under the
+        recorded parent; then the run is recorded as ``on_trial_complete`` would. Returns False (and
+        changes nothing) when the trial is already known or its config has no usable search record.
+        """
+        search = config.get(SEARCH_KEY) or {}
+        label = search.get("block")
+        known = trial_id in self.live or any(trial_id in t.trials for t in self.trees.values())
+        if known or label not in self.trees:
+            return False
+        tree = self.trees[label]
+        params = {key: get_dotted(config, key) for key in self.space}
+        node = tree.find(params)
+        if node is None:
+            parent = search.get("parent")
+            parent = parent if parent in tree.nodes else None
+            node = tree.add_node(
+                params, parent, str(search.get("mutation") or ""), str(search.get("strategy"))
+            )
+            taken = {u for uids in self.uids.values() for u in uids.values()}
+            uid = search.get("id")
+            fresh = max(taken, default=0) + 1
+            self.uids[label][node.id] = int(uid) if isinstance(uid, int) and uid not in taken else fresh
+        tree.add_pending(node.id, trial_id, int(search.get("seed") or 0))
+        self.live[trial_id] = label
+        self._complete(trial_id, result, error)
+        return True
 
     def _outcome(self, trial_id: str, kind: str, result: dict | None) -> None:
         logger.warning("UCBTreeSearcher: %s trial id %s", kind, trial_id)

@@ -52,8 +52,19 @@ def test_a_trial_completed_twice_counts_once(tmp_path: Path) -> None:
     journal.complete(make_record(info, trial_id, config, result))
     records, _ = read_trials(tmp_path)
     assert [r["trial_id"] for r in records] == ["t0", "t1"]
-    assert records[1]["metrics"]["connectivity_R2"] == 0.5
+    assert records[1]["metrics"]["connectivity_R2"] == 0.4  # the first result stays, as in the searcher
+    assert (tmp_path / "trials.jsonl").read_text().count('"t1"') == 2  # its start and one complete line
     assert (tmp_path / "analysis.md").read_text().count("## Iter") == 2
+
+
+def test_a_good_repeat_replaces_a_failed_first_record(tmp_path: Path) -> None:
+    info = make_experiment(tmp_path, n=6)
+    journal = Journal(tmp_path, FakeSearcher(), info=info)
+    trial_id, config, result, _ = trial(5, TRIALS[5], info)  # recorded as an error
+    good = dict(result or {}, connectivity_R2=0.7, cluster_accuracy=0.6, final=True, status="ok")
+    journal.complete(make_record(info, trial_id, config, good))
+    records, _ = read_trials(tmp_path)
+    assert records[5]["status"] == "ok" and records[5]["metrics"]["connectivity_R2"] == 0.7
 
 
 def test_started_but_unfinished_trials_are_running(tmp_path: Path) -> None:
@@ -202,3 +213,32 @@ def test_a_restored_searcher_gets_the_completions_its_older_snapshot_missed(tmp_
     assert run.metrics["connectivity_R2"] == 0.95 and run.score == rec["score"]
     JournalCallback(journal).setup()  # nothing left to reconcile: no second run
     assert len(tree.nodes[tree.trials["t1"]].runs) == 1
+
+
+def test_a_restored_searcher_adopts_a_finished_trial_it_never_suggested(tmp_path: Path) -> None:
+    """The searcher's state was saved before the suggestion of a trial that then ran and finished."""
+    from study_fakes import STUDY
+
+    from ntune.records import SEARCH_KEY, study_info
+    from ntune.study import JournalCallback, build_searcher
+    from ntune.study_config import study_from_dict
+
+    study, base = study_from_dict(STUDY, tmp_path)
+    searcher = build_searcher(study, base)
+    searcher.set_search_properties("score", "max", {})
+    older = searcher.get_state()  # saved before t1 was suggested
+    config = searcher.suggest("t1")
+    info = study_info(study, base)
+    journal = Journal(tmp_path, searcher, info=info)
+    result = {"connectivity_R2": 0.9, "cluster_accuracy": 0.95, "final": True, "status": "ok"}
+    rec = journal.complete(make_record(info, "t1", config, result))
+    searcher.set_state(older)
+    assert not any("t1" in t.trials for t in searcher.trees.values())
+
+    JournalCallback(journal).setup()
+
+    tree = searcher.trees[rec["block"]]
+    node = tree.nodes[tree.trials["t1"]]
+    assert node.runs[-1].score == rec["score"] and "t1" not in searcher.live
+    assert searcher.uid(rec["block"], node.id) == rec["search"]["id"] == config[SEARCH_KEY]["id"]
+    assert searcher.suggest("t2")[SEARCH_KEY]["id"] != rec["search"]["id"]  # ids are never reused

@@ -204,6 +204,7 @@ class Journal:
         """
         old = self.ledger.records.get(rec["trial_id"])
         if old is not None and (old["status"] == "ok" or rec["status"] != "ok"):
+            self._tree_due.add(rec["block"])  # the searcher may still have changed (a reconciled run)
             return old
         next_parent = getattr(self.searcher, "next_parent", None)
         if next_parent is not None:

@@ -229,14 +229,17 @@ class JournalCallback(Callback):
         live = getattr(searcher, "live", None)
         if live is None:
             return
+        changed: set[str] = set()
         for rec in list(self.journal.ledger.records.values()):
             result = {**rec["metrics"], "status": rec["status"]}
             error = rec["status"] in ("error", "incomplete")
             if rec["trial_id"] in live:
                 searcher.on_trial_complete(rec["trial_id"], result, error=error)
-            else:  # unknown to a state saved before its suggestion; a no-op for a trial it knows
-                config = {**rec["config"], SEARCH_KEY: rec["search"]}
-                searcher.adopt(rec["trial_id"], config, result, error=error)
+                changed.add(rec["block"])
+            elif searcher.adopt(rec["trial_id"], {**rec["config"], SEARCH_KEY: rec["search"]}, result, error):
+                changed.add(rec["block"])  # unknown to a state saved before its suggestion
+        for label in sorted(changed):  # the tree texts follow the searcher at once
+            self.journal.write_tree(label)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.journal.start(trial.trial_id, trial.config)

@@ -197,7 +197,7 @@ def _coefficients(configs: list[NtuneConfig], dev: torch.device) -> tuple[Any, A
     """(W_L1, lin_phi_zero, edge_diff) as (K,) tensors; 0.0 where every member's is 0 (term skipped as in fit)."""
     rows = [
         (
-            l1_coefficient(c, c.training.n_epochs_init),
+            l1_coefficient(c, epoch=0),  # batchable members have one L1 phase (n_epochs_init == 0)
             c.training.coeff_lin_phi_zero,
             c.training.coeff_edge_diff,
         )

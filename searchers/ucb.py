@@ -182,6 +182,10 @@ class UCBTreeSearcher(Searcher):
         """The block's tree, one ``Node k: UCB=...`` line per node."""
         return self.trees[label].text()
 
+    def _taken_uids(self) -> set[int]:
+        """Study-wide node ids handed out so far (a new node takes the next one; none is reused)."""
+        return {u for ids in self.uids.values() for u in ids.values()}
+
     def uid(self, label: str, node_id: int | None) -> int | None:
         """The study-wide id of a block's node (numbered in order of creation over all blocks)."""
         return None if node_id is None else self.uids[label].get(node_id)
@@ -274,9 +278,7 @@ class UCBTreeSearcher(Searcher):
         tree = self.trees[label]
         if decision.node_id is None:
             node = tree.add_node(decision.params or {}, decision.parent, decision.mutation, decision.strategy)
-            self.uids[label][node.id] = (
-                max((u for ids in self.uids.values() for u in ids.values()), default=0) + 1
-            )
+            self.uids[label][node.id] = max(self._taken_uids(), default=0) + 1
         else:
             node = tree.nodes[decision.node_id]
         run_seed = self.rng.randrange(2**31)
@@ -360,10 +362,9 @@ class UCBTreeSearcher(Searcher):
             node = tree.add_node(
                 params, parent, str(search.get("mutation") or ""), str(search.get("strategy"))
             )
-            taken = {u for uids in self.uids.values() for u in uids.values()}
-            uid = search.get("id")
-            fresh = max(taken, default=0) + 1
-            self.uids[label][node.id] = int(uid) if isinstance(uid, int) and uid not in taken else fresh
+            taken, uid = self._taken_uids(), search.get("id")
+            fresh = uid if isinstance(uid, int) and uid not in taken else max(taken, default=0) + 1
+            self.uids[label][node.id] = fresh
         tree.add_pending(node.id, trial_id, int(search.get("seed") or 0))
         self.live[trial_id] = label
         self._complete(trial_id, result, error)

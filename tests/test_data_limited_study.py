@@ -15,7 +15,6 @@ from ntune.records import read_info, read_trials
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # 16 neurons, 500 frames, seed 42: ceiling 0.9996 at ff 0.5, 0.0014 at ff 1.0 (7 silent neurons)
-TINY_BASE = TINY_RUN
 
 
 def test_data_limited_block_gets_only_the_probe_budget(tmp_path: Path, ray_session: None) -> None:
@@ -24,7 +23,7 @@ def test_data_limited_block_gets_only_the_probe_budget(tmp_path: Path, ray_sessi
 
     study = {
         "name": "limited",
-        "base": TINY_BASE,
+        "base": TINY_RUN,
         "blocks": {"simulation.connectivity_filling_factor": [0.5, 1.0]},
         "space": {"training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1}},
         "n_iter_block": 3,

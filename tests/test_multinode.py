@@ -34,7 +34,6 @@ from ntune.records import read_trials
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
-TINY_BASE = TINY_RUN
 
 
 def free_port() -> int:
@@ -47,7 +46,7 @@ def tiny_study(path: Path, storage: Path, name: str = "multinode") -> Path:
     """A 2 blocks x 2 trials study of a 16-neuron network, 1 CPU per trial, 2 trials at a time."""
     data: dict[str, Any] = {
         "name": name,
-        "base": TINY_BASE,
+        "base": TINY_RUN,
         "blocks": {"simulation.connectivity_filling_factor": [1.0, 0.5]},
         "space": {
             "training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1},

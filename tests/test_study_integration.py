@@ -26,14 +26,13 @@ from ntune.records import read_trials
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TINY_BASE = TINY_RUN
 NODE_LINE = re.compile(r"^Node (\d+): UCB=(-?[\d.]+|inf|nan), parent=(\w+), visits=(\d+)")
 
 
 def _study(tmp_path: Path, name: str, **changes: Any) -> Path:
     data: dict[str, Any] = {
         "name": name,
-        "base": TINY_BASE,
+        "base": TINY_RUN,
         "blocks": {"simulation.connectivity_filling_factor": [1.0, 0.5]},
         "space": {
             "training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1},

@@ -229,16 +229,16 @@ class JournalCallback(Callback):
         live = getattr(searcher, "live", None)
         if live is None:
             return
-        changed: set[str] = set()
-        for rec in list(self.journal.ledger.records.values()):
+        records = list(self.journal.ledger.records.values())
+        for rec in records:
             result = {**rec["metrics"], "status": rec["status"]}
             error = rec["status"] in ("error", "incomplete")
             if rec["trial_id"] in live:
                 searcher.on_trial_complete(rec["trial_id"], result, error=error)
-                changed.add(rec["block"])
-            elif searcher.adopt(rec["trial_id"], {**rec["config"], SEARCH_KEY: rec["search"]}, result, error):
-                changed.add(rec["block"])  # unknown to a state saved before its suggestion
-        for label in sorted(changed):  # the tree texts follow the searcher at once
+            else:  # adopted when unknown to a state saved before its suggestion; else a no-op
+                searcher.adopt(rec["trial_id"], {**rec["config"], SEARCH_KEY: rec["search"]}, result, error)
+        # rewrite every tree text: a killed driver may have left one unwritten (writes are throttled)
+        for label in sorted({rec["block"] for rec in records}):
             self.journal.write_tree(label)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -100,6 +100,12 @@ class StudyConfig(_Model):
     blocks: dict[str, list[Any]] = Field(
         ..., description="Exactly one dotted key and its values, one search tree per value."
     )
+    block_set: dict[Any, list[str]] = Field(
+        default_factory=dict,
+        description="Per-block overrides of the base config: block value -> 'a.b=c' strings "
+        "(training or graph_model fields; a searched key sets that block's root). A block's data "
+        "come from the base config and its block value, so simulation fields are refused here.",
+    )
     objective: Objective = Field(default_factory=Objective)
     space: dict[str, dict[str, Any]] = Field(
         ..., description="Dotted key -> domain (type, low, high | values)."
@@ -179,6 +185,15 @@ class StudyConfig(_Model):
     def block_values(self) -> list[Any]:
         """The block values, in the study's order."""
         return list(self.blocks[self.block_key])
+
+    def block_overrides(self) -> dict[Any, dict[str, Any]]:
+        """block value -> {dotted key: value} from ``block_set`` (keys matched to the block values)."""
+        by_text = {str(v): v for v in self.block_values}
+        out: dict[Any, dict[str, Any]] = {}
+        for key, items in self.block_set.items():
+            value = key if key in self.block_values else by_text.get(str(key), key)
+            out[value] = dict(parse_overrides(items))
+        return out
 
     @property
     def n_trials(self) -> int:
@@ -286,7 +301,25 @@ def study_from_dict(
     _check_key(base, f"blocks.{study.block_key}", study.block_key, study.block_values)
     if study.block_key in study.space:
         raise ConfigError(f"space.{study.block_key}: the block key cannot also be searched")
+    _check_block_set(study, base)
     return study, base
+
+
+def _check_block_set(study: StudyConfig, base: dict[str, Any]) -> None:
+    """Each ``block_set`` entry names a block value and valid, non-simulation overrides."""
+    for value, changes in study.block_overrides().items():
+        where = f"block_set.{value}"
+        if value not in study.block_values:
+            raise ConfigError(
+                f"{where}: {value!r} is not a block value; the block values are {study.block_values}"
+            )
+        for key, new in changes.items():
+            if key.split(".")[0] == "simulation" or key == study.block_key:
+                raise ConfigError(
+                    f"{where}: {key!r} would change the block's data; block_set takes training and "
+                    "graph_model fields (the data come from the base config and the block value)"
+                )
+            _check_key(base, f"{where}", key, [new])
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> tuple[StudyConfig, dict]:

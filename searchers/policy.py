@@ -35,6 +35,7 @@ MEMORY_DEPTH = 8  # how far up a chain of moves without gain the closed directio
 DURATION_LEAVES = ("n_epochs", "data_augmentation_loop")
 NEARLY = ("partial-W", "partial-E")  # one objective met: a free move trains such a node longer first
 LONGER_RANGE = (2.5, 4.0)  # lengthening by 2.5-4x: a small one gains no more than seed noise
+FOCUS_RANGE = (2.0, 5.0)  # lr_emb factor when W is learned but the types are not yet apart
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class GuidedRule:
     targets: tuple[tuple[str, int], ...]  # (parameter leaf name, direction -1/0/+1)
     factor_range: tuple[float, float] = FACTOR_RANGE
     objective: str = "connectivity_R2"  # the metric the rule repairs (weakest objective first)
+    after_longer: bool = False  # waits while training longer is still open at the node (cost rule)
 
 
 def _r2(m: Mapping[str, Any]) -> float:
@@ -74,6 +76,14 @@ GUIDED_RULES: tuple[GuidedRule, ...] = (
         (("learning_rate_embedding_start", 0),),
         AT_CHANCE_RANGE,
         objective="cluster_accuracy",
+    ),
+    GuidedRule(
+        "focus-embedding",
+        lambda m, t: _r2(m) > t.get("connectivity_R2", 0.9) and _cluster(m) <= t.get("cluster_accuracy", 0.9),
+        (("learning_rate_embedding_start", 0),),
+        FOCUS_RANGE,
+        objective="cluster_accuracy",
+        after_longer=True,
     ),
     GuidedRule(
         "R2-stuck",
@@ -269,6 +279,16 @@ def affordable(node: Node, space: Mapping[str, Domain]) -> list[str]:
     return list(space)
 
 
+def _longer(mem: Memory, node: Node, space: Mapping[str, Domain]) -> list[tuple[str, int]]:
+    """The lengthening moves still open at ``node``: duration parameters it prefers to raise, below
+    their upper bound and not closed by a longer child that did not gain."""
+    return [
+        (k, +1)
+        for k, d in mem.prefer.items()
+        if d > 0 and +1 not in mem.bad.get(k, set()) and node.params[k] < space[k].high
+    ]
+
+
 def _deficit(metrics: Mapping[str, Any], thresholds: Mapping[str, float], objective: str) -> float:
     value = metric_value(metrics, objective)
     return thresholds.get(objective, 0.9) - (0.0 if math.isnan(value) else value)
@@ -282,12 +302,20 @@ def _directed(
     moves: list[tuple[str, int]],
     mem: Memory,
     factor_range: tuple[float, float] = FACTOR_RANGE,
+    log: bool | None = None,
 ) -> Mutation | None:
     """The first of ``moves`` (parameter, direction) that memory leaves open and yields a new config."""
     for key, direction in moves:
         for d in mem.open_directions(key, direction):
             mutation = mutate_one(
-                node.params, space, rng, key=key, direction=d, factor_range=factor_range, exclude=tree.keys
+                node.params,
+                space,
+                rng,
+                key=key,
+                direction=d,
+                factor_range=factor_range,
+                exclude=tree.keys,
+                log=log,
             )
             if mutation is not None and move_sign(space[key], mutation.old, mutation.new) == d:
                 return mutation
@@ -308,7 +336,10 @@ def guided_mutation(
     if best is None or best.classification == "converged":
         return None
     mem = mem or memory(tree, node, space)
-    rules = [r for r in GUIDED_RULES if r.applies(best.metrics, thresholds)]
+    waiting = best.classification in NEARLY and bool(_longer(mem, node, space))  # a longer run is tried first
+    rules = [
+        r for r in GUIDED_RULES if r.applies(best.metrics, thresholds) and not (r.after_longer and waiting)
+    ]
     rules.sort(key=lambda r: -_deficit(best.metrics, thresholds, r.objective))
     for rule in rules:
         targets = [(resolve(space, leaf), d) for leaf, d in rule.targets]
@@ -338,8 +369,7 @@ def free_mutation(
         if mutation is not None:
             return mutation
     if node.best is not None and node.best.classification in NEARLY:
-        longer = [(k, +1) for k, d in mem.prefer.items() if d > 0 and +1 not in mem.bad.get(k, set())]
-        mutation = _directed(tree, node, space, rng, longer, mem, LONGER_RANGE)
+        mutation = _directed(tree, node, space, rng, _longer(mem, node, space), mem, LONGER_RANGE, log=True)
         if mutation is not None:
             return mutation
     keys = {k: d for k, d in space.items() if mem.open_directions(k, 0)}

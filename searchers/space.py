@@ -89,12 +89,14 @@ class Domain:
         direction: int = 0,
         factor_range: tuple[float, float] = FACTOR_RANGE,
         extreme: bool = False,
+        log: bool | None = None,
     ) -> Any:
         """A new value different from ``value`` (or ``value`` itself when the domain has one point).
 
         Continuous values are multiplied or divided by a factor in ``factor_range`` (log domains) or
         shifted by a fraction of the range (linear); choices move to a neighbour; ``extreme`` jumps to
         the range bound farther from ``value``. ``direction`` is -1 (down), +1 (up) or 0 (random).
+        ``log`` overrides the domain's scale for this move (a cost parameter is scaled by a factor).
         """
         if self.type == "choice":
             return self._move_choice(value, rng, direction, extreme)
@@ -107,7 +109,7 @@ class Domain:
             direction = 1
         if value >= self.high and direction > 0:
             direction = -1
-        if self._log_scale:
+        if (self._log_scale if log is None else log) and value > 0:
             factor = math.exp(rng.uniform(math.log(factor_range[0]), math.log(factor_range[1])))
             new = value * factor if direction > 0 else value / factor
         else:
@@ -326,18 +328,20 @@ def mutate_one(
     exclude: Collection[tuple[tuple[str, str], ...]] = (),
     candidates: list[str] | None = None,
     attempts: int = 12,
+    log: bool | None = None,
 ) -> Mutation | None:
     """Change exactly one parameter of ``params``; None if no new config (outside ``exclude``) is found.
 
     ``key`` fixes the parameter (else drawn from ``candidates`` or the whole space); every attempt
-    after the first that collides with ``exclude`` draws again (a fixed key keeps its key).
+    after the first that collides with ``exclude`` draws again (a fixed key keeps its key); ``log``
+    overrides the domain's scale (``Domain.move``).
     """
     keys = [key] if key is not None else list(candidates or space)
     for attempt in range(attempts):
         name = keys[0] if key is not None else rng.choice(keys)
         domain = space[name]
         old = params[name]
-        new = domain.move(old, rng, direction=direction, factor_range=factor_range, extreme=extreme)
+        new = domain.move(old, rng, direction=direction, factor_range=factor_range, extreme=extreme, log=log)
         if extreme and attempt > 0 and new == old:
             new = domain.move(old, rng, direction=-direction or 1, extreme=True)
         if new == old or not domain.contains(new):

@@ -56,8 +56,11 @@ class UCBTreeSearcher(Searcher):
         metric: str = "score",
         mode: str = "max",
         block_budgets: Mapping[Any, int] | None = None,
+        block_overrides: Mapping[Any, Mapping[str, Any]] | None = None,
     ) -> None:
-        """``block_budgets`` (block value -> trials) overrides ``n_iter_block`` for the blocks it names."""
+        """``block_budgets`` (block value -> trials) overrides ``n_iter_block`` for the blocks it names;
+        ``block_overrides`` (block value -> {dotted key: value}) changes the base config of the blocks it
+        names, their root included (e.g. a longer training at the dense level)."""
         self.space: dict[str, Domain] = parse_space(space)
         _check(
             base_config is None or isinstance(base_config, Mapping),
@@ -127,6 +130,7 @@ class UCBTreeSearcher(Searcher):
         )
         self.block_values = list(values)
         self.block_budgets = self._check_budgets(block_budgets or {})
+        self.block_changes = self._check_overrides(block_overrides or {})
         self.root_params = {k: self._root_value(k, d) for k, d in self.space.items()}
         self.trees: dict[str, Tree] = {}
         self.blocks: dict[str, BlockState] = {}
@@ -163,6 +167,33 @@ class UCBTreeSearcher(Searcher):
             )
             out[self.block_label(by_repr[repr(value)])] = n
         return out
+
+    def _check_overrides(self, overrides: Mapping[Any, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """block label -> {dotted key: value}, for the blocks whose base differs from ``base_config``."""
+        by_repr = {repr(v): v for v in self.block_values}
+        out = {}
+        for value, changes in overrides.items():
+            where = f"block_overrides[{value!r}]"
+            _check(repr(value) in by_repr, "block_overrides keys", f"block values {self.block_values}", value)
+            _check(isinstance(changes, Mapping), where, "a dict dotted key -> value", changes)
+            for key, new in changes.items():
+                _check(key != self.block_key, f"{where} keys", "keys other than the block key", key)
+                domain = self.space.get(key)
+                _check(domain is None or domain.contains(new), f"{where}.{key}", "a value in its domain", new)
+            out[self.block_label(by_repr[repr(value)])] = dict(changes)
+        return out
+
+    def base_of(self, label: str) -> dict[str, Any]:
+        """The base config of block ``label``: ``base_config`` with the block's ``block_overrides``."""
+        base = copy.deepcopy(self.base_config)
+        for key, value in self.block_changes.get(label, {}).items():
+            set_dotted(base, key, value)
+        return base
+
+    def roots(self, label: str) -> dict[str, Any]:
+        """The root params of block ``label``: ``root_params`` with the block's overrides of searched keys."""
+        changes = self.block_changes.get(label, {})
+        return {k: changes.get(k, v) for k, v in self.root_params.items()}
 
     def budget(self, label: str) -> int:
         """Trials the block ``label`` gets: its ``block_budgets`` entry, else ``n_iter_block``."""
@@ -264,7 +295,7 @@ class UCBTreeSearcher(Searcher):
             tree,
             self.blocks[label],
             space=self.space,
-            root_params=self.root_params,
+            root_params=self.roots(label),
             stats=self.stats,
             rng=self.rng,
             thresholds=self.thresholds,
@@ -285,7 +316,7 @@ class UCBTreeSearcher(Searcher):
         tree.add_pending(node.id, trial_id, run_seed)
         self.live[trial_id] = label
         self.n_suggested += 1
-        config = copy.deepcopy(self.base_config)
+        config = self.base_of(label)
         set_dotted(config, self.block_key, tree.block_value)
         for key, value in node.params.items():
             set_dotted(config, key, value)

@@ -197,6 +197,11 @@ def test_zero_band_lowers_l1_by_10_to_100(seed: int) -> None:
             {("training.learning_rate_embedding_start", 0)},
         ),
         (
+            {"connectivity_R2": 0.95, "cluster_accuracy": 0.7},
+            "focus-embedding",
+            {("training.learning_rate_embedding_start", 0)},
+        ),
+        (
             {"connectivity_R2": 0.5, "cluster_accuracy": 0.95},
             "R2-stuck",
             {("training.learning_rate_W_start", 0), ("training.coeff_W_L1", 0)},
@@ -226,11 +231,22 @@ def test_each_guided_rule_moves_only_its_parameters(metrics: dict, rule: str, al
 
 
 def test_no_rule_fires_on_a_converged_or_undiagnosed_parent() -> None:
-    names = {"zero-band", "shrinkage", "cluster-at-chance", "R2-stuck", "cluster-low", "R2-low"}
+    names = {
+        "zero-band",
+        "shrinkage",
+        "cluster-at-chance",
+        "focus-embedding",
+        "R2-stuck",
+        "cluster-low",
+        "R2-low",
+    }
     assert {r.name for r in GUIDED_RULES} == names
     tree = _tree()
-    _run(tree, 1, {"connectivity_R2": 0.95, "cluster_accuracy": 0.6})
-    assert _decide(tree).rule == ""
+    _run(tree, 1, {"connectivity_R2": 0.5, "cluster_accuracy": 0.6, "connectivity_slope": 1.0})
+    assert _decide(tree).rule == "R2-low"
+    undiagnosed = _tree()
+    _run(undiagnosed, 1, {"connectivity_R2": 0.95})
+    assert _decide(undiagnosed).rule == ""
     converged = _tree()
     _run(converged, 1, {**GOOD, "zero_band": 0.5})
     _run(converged, 1, GOOD)

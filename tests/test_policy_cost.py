@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from searchers.objective import classify, score
-from searchers.policy import BlockState, decide, free_mutation
+from searchers.policy import BlockState, Decision, decide, free_mutation
 from searchers.space import parse_space
 from searchers.tree import Tree
 
@@ -71,3 +71,56 @@ def test_a_nearly_converged_node_is_trained_longer_first_once() -> None:
     for seed in range(5):
         mutation = free_mutation(tree, tree.nodes[1], SPACE, {}, random.Random(seed))
         assert mutation is not None and not (mutation.key == "training.n_epochs" and mutation.new > 2)
+
+
+LINEAR = parse_space(
+    {
+        "training.data_augmentation_loop": {"type": "int", "low": 10, "high": 60},
+        "training.learning_rate_embedding_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+    }
+)
+LINEAR_ROOT = {"training.data_augmentation_loop": 15, "training.learning_rate_embedding_start": 2e-3}
+NEARLY_W = {"connectivity_R2": 0.95, "cluster_accuracy": 0.75}
+
+
+def _linear_tree(params: dict[str, float]) -> Tree:
+    tree = Tree("b", 0, ucb_c=0.1, formula="ucb", robustness_repeats=1, weights=WEIGHTS)
+    tree.add_node(dict(params), None, "", "root")
+    tree.add_pending(1, "t0", 0)
+    tree.complete("t0", score(NEARLY_W, WEIGHTS), dict(NEARLY_W), classify(NEARLY_W, THRESHOLDS))
+    return tree
+
+
+def _decide_linear(tree: Tree, seed: int) -> Decision:
+    decision = decide(
+        tree,
+        BlockState(),
+        space=LINEAR,
+        root_params=LINEAR_ROOT,
+        stats={},
+        rng=random.Random(seed),
+        thresholds=THRESHOLDS,
+        n_iter_block=12,
+        retry_failed=1,
+        robustness_repeats=1,
+    )
+    assert decision is not None and decision.params is not None
+    return decision
+
+
+def test_lengthening_multiplies_a_linear_duration_by_2_5_to_4() -> None:
+    for seed in range(20):
+        decision = _decide_linear(_linear_tree(LINEAR_ROOT), seed)
+        assert decision.params is not None
+        new = decision.params["training.data_augmentation_loop"]
+        assert 37 <= new <= 60  # 15 x 2.5 = 37.5 rounds to 37 or 38; 15 x 4 = 60 (the bound)
+        assert decision.rule == ""  # longer first: focus-embedding waits
+
+
+def test_focus_embedding_moves_lr_emb_once_training_cannot_be_longer() -> None:
+    at_bound = {**LINEAR_ROOT, "training.data_augmentation_loop": 60}
+    for seed in range(20):
+        decision = _decide_linear(_linear_tree(at_bound), seed)
+        assert decision.rule == "focus-embedding" and decision.params is not None
+        ratio = decision.params["training.learning_rate_embedding_start"] / 2e-3
+        assert 2.0 * 0.99 <= max(ratio, 1 / ratio) <= 5.0 * 1.01

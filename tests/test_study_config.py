@@ -105,6 +105,13 @@ def test_shipped_study_settings() -> None:
         ({"name": "a/b"}, "name"),
         ({"set": ["training.n_epoch=2"]}, "training.n_epoch"),
         ({"base": "missing.yaml"}, "missing.yaml: no such file"),
+        ({"block_set": {0.3: ["training.n_epochs=2"]}}, "block_set.0.3: 0.3 is not a block value"),
+        (
+            {"block_set": {1.0: ["simulation.n_frames=100"]}},
+            "block_set.1.0: 'simulation.n_frames' would change",
+        ),
+        ({"block_set": {1.0: ["training.n_epoch=2"]}}, "block_set.1.0: 'training.n_epoch' is not a field"),
+        ({"block_set": {1.0: ["training.n_epochs=-1"]}}, "block_set.1.0: value -1 is not valid"),
     ],
 )
 def test_bad_study_names_the_field(tmp_path: Path, changes: dict[str, Any], needle: str) -> None:
@@ -197,3 +204,22 @@ def test_run_refuses_to_resume_a_different_study(tmp_path: Path, monkeypatch: py
     path.write_text(yaml.safe_dump(_study(storage_path=str(tmp_path), n_iter_block=5)))
     with pytest.raises(ConfigError, match="different study"):
         run_command(path)
+
+
+def test_block_set_changes_one_block_base_and_root(tmp_path: Path) -> None:
+    text = yaml.safe_dump(
+        _study(block_set={1.0: ["training.learning_rate_W_start=2e-2", "training.n_epochs=3"]})
+    )
+    (tmp_path / "s.yaml").write_text(text)
+    study, base = load_study(tmp_path / "s.yaml")
+    assert study.block_overrides() == {1.0: {"training.learning_rate_W_start": 2e-2, "training.n_epochs": 3}}
+    from ntune.study import build_searcher
+
+    searcher = build_searcher(study, base)
+    dense, sparse = "connectivity_filling_factor=1.0", "connectivity_filling_factor=0.5"
+    assert searcher.roots(dense)["training.learning_rate_W_start"] == 2e-2
+    assert (
+        searcher.roots(sparse)["training.learning_rate_W_start"] == base["training"]["learning_rate_W_start"]
+    )
+    assert searcher.base_of(dense)["training"]["n_epochs"] == 3
+    assert searcher.base_of(sparse)["training"]["n_epochs"] == base["training"]["n_epochs"]

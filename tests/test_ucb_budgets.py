@@ -30,3 +30,40 @@ def test_block_budgets_cap_a_block() -> None:
 def test_bad_block_budgets_are_refused(budgets: dict) -> None:
     with pytest.raises(ValueError, match="block_budgets"):
         UCBTreeSearcher(space=SPACE, blocks=BLOCKS, block_budgets=budgets)
+
+
+def test_block_overrides_set_a_block_root_and_base() -> None:
+    overrides = {1.0: {"training.learning_rate_W_start": 2e-2, "training.n_epochs": 3}}
+    base = {"training": {"learning_rate_W_start": 1e-3, "n_epochs": 1}}
+    searcher = UCBTreeSearcher(
+        space=SPACE, blocks=BLOCKS, base_config=base, block_overrides=overrides, seed=3
+    )
+    roots = {}
+    for k in range(2):
+        config = searcher.suggest(f"t{k}")
+        roots[config[SEARCH_KEY]["block"]] = config["training"]
+    assert roots["connectivity_filling_factor=1.0"] == {
+        "learning_rate_W_start": 2e-2,
+        "n_epochs": 3,
+        "seed": roots["connectivity_filling_factor=1.0"]["seed"],
+    }
+    assert roots["connectivity_filling_factor=0.5"]["learning_rate_W_start"] == 1e-3
+    assert roots["connectivity_filling_factor=0.5"]["n_epochs"] == 1
+    assert searcher.base_config == base  # the shared base is not changed
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({0.3: {"training.n_epochs": 2}}, "block_overrides keys"),
+        (
+            {1.0: {"training.learning_rate_W_start": 1.0}},
+            "block_overrides[1.0].training.learning_rate_W_start",
+        ),
+        ({1.0: {"simulation.connectivity_filling_factor": 0.5}}, "keys other than the block key"),
+    ],
+)
+def test_bad_block_overrides_name_the_field(overrides: dict, needle: str) -> None:
+    with pytest.raises(ValueError) as err:
+        UCBTreeSearcher(space=SPACE, blocks=BLOCKS, block_overrides=overrides)
+    assert needle in str(err.value)

@@ -16,7 +16,7 @@ is re-tabulated without re-training. Definitions, the same for every searcher:
   re-run that did not converge), and its own re-runs.
 * Trials to first robust is budget + 1 when no config proved robust or the count exceeds the budget
   (a verify-as-you-go wrapper with the same budget would not have got there).
-* **best score**: the highest score among the budget's trials.
+* **best score**: the highest score among the budget's trials; **training min**: their summed training time.
 * **robust configs**: UCB: robust configs within its budget; random / TPE: converged configs of the
   search whose re-runs all converged.
 """
@@ -123,6 +123,7 @@ class Outcome:
     robust_configs: int
     found_converged: bool
     found_robust: bool
+    train_min: float
 
 
 def outcome(run: Run) -> Outcome:
@@ -138,6 +139,7 @@ def outcome(run: Run) -> Outcome:
         robust_configs=robust_configs(run),
         found_converged=conv is not None,
         found_robust=rob is not None,
+        train_min=sum(float(t.get("metrics", {}).get("training_time_min", 0.0)) for t in run["trials"]),
     )
 
 
@@ -155,6 +157,7 @@ class Row:
     robust_seeds: int
     best_score: float
     robust_configs: float
+    train_min: float
 
 
 def summarize(runs: Iterable[Run]) -> list[Row]:
@@ -181,6 +184,7 @@ def summarize(runs: Iterable[Run]) -> list[Row]:
                     robust_seeds=sum(o.found_robust for o in outs),
                     best_score=statistics.mean(o.best_score for o in outs),
                     robust_configs=statistics.mean(o.robust_configs for o in outs),
+                    train_min=statistics.mean(o.train_min for o in outs),
                 )
             )
     return rows
@@ -229,15 +233,15 @@ def markdown(rows: Sequence[Row], meta: Mapping[str, Any] | None = None) -> str:
     ceilings = meta.get("ceilings") or {}
     lines = [
         "| block value | ceiling | searcher | seeds | trials to 1st converged | converged in | "
-        "trials to 1st robust | robust in | best score | robust configs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "trials to 1st robust | robust in | best score | robust configs | training min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ceiling = ceilings.get(repr(r.level))
         lines.append(
             f"| {r.level} | {_num(ceiling, 4)} | {NAMES.get(r.searcher, r.searcher)} | {r.seeds} | "
             f"{r.first_converged:.1f} | {r.converged_seeds}/{r.seeds} | {r.first_robust:.1f} | "
-            f"{r.robust_seeds}/{r.seeds} | {r.best_score:.3f} | {r.robust_configs:.1f} |"
+            f"{r.robust_seeds}/{r.seeds} | {r.best_score:.3f} | {r.robust_configs:.1f} | {r.train_min:.1f} |"
         )
     lines += [
         "",
@@ -251,7 +255,8 @@ def markdown(rows: Sequence[Row], meta: Mapping[str, Any] | None = None) -> str:
         "Trial counts are means over seeds in completion order; budget + 1 counts a seed that did not get "
         "there within the budget. Robust: robustness_repeats runs of a config, all converged (random and "
         "TPE: re-runs outside the budget, counted as a verify-as-you-go wrapper would spend them). "
-        "Ratios below 1: the UCB tree needed fewer trials.",
+        "Ratios below 1: the UCB tree needed fewer trials. Training min: the budget's summed training time "
+        "(the searched values, e.g. data_augmentation_loop, set what a trial costs).",
     ]
     return "\n".join(lines)
 

@@ -169,7 +169,7 @@ def test_tally_counts_and_ratios_on_a_hand_made_trial_list() -> None:
     table = searcher_tally.markdown(searcher_tally.summarize(HAND_MADE), {"ceilings": {repr(LEVEL): 0.99}})
     assert "| 0.5 | random search | 1.75 | 0.80 |" in table
     assert "| 0.5 | Optuna TPE | 3.50 | 2.00 |" in table
-    assert "| 0.5 | 0.9900 | ntune UCB tree | 2 | 3.5 | 1/2 | 4.0 | 1/2 | 0.625 | 0.5 |" in table
+    assert "| 0.5 | 0.9900 | ntune UCB tree | 2 | 3.5 | 1/2 | 4.0 | 1/2 | 0.625 | 0.5 | 0.0 |" in table
 
 
 def test_a_saved_run_is_tabulated_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

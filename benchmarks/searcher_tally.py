@@ -1,0 +1,265 @@
+"""Tallies of ``searcher_real.py`` runs: trials to the first converged and robust config, ratios, the table.
+
+Pure Python (no Ray, no torch): a run is the JSON-safe dict the harness writes, so a saved results file
+is re-tabulated without re-training. Definitions, the same for every searcher:
+
+* **trials to first converged**: the 1-based position, in completion order, of the first trial of the
+  search classified converged (``searchers.objective.classify``); budget + 1 when none converged.
+* **robust config**: a config with ``robustness_repeats`` runs (seeds) in all, every one converged (the
+  UCB tree's rule, ``searchers/tree.py``).
+* UCB tree (``robustness: in-budget``): its robustness re-runs are trials of its own budget; trials to
+  first robust = the position of the run that completed the first robust config.
+* random search and TPE (``robustness: verified``): they never re-run a config, so after the search each
+  converged config is re-run with ``robustness_repeats - 1`` new seeds outside the budget. Trials to
+  first robust = what a verify-as-you-go wrapper would have spent: the search trials up to the config
+  that proves robust, the re-runs of every converged config before it (each stopped at its first
+  re-run that did not converge), and its own re-runs.
+* Trials to first robust is budget + 1 when no config proved robust or the count exceeds the budget
+  (a verify-as-you-go wrapper with the same budget would not have got there).
+* **best score**: the highest score among the budget's trials; **training min**: their summed training time.
+* **robust configs**: UCB: robust configs within its budget; random / TPE: converged configs of the
+  search whose re-runs all converged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from searchers.space import config_key
+
+Run = Mapping[str, Any]  # {"searcher", "level", "seed", "budget", "repeats", "robustness", "trials", ...}
+Trial = Mapping[str, Any]  # {"index", "started", "params", "seed", "score", "classification", ...}
+SEARCHERS = ("ucb", "random", "tpe")
+NAMES = {"ucb": "ntune UCB tree", "random": "random search", "tpe": "Optuna TPE"}
+
+
+def config_id(params: Mapping[str, Any]) -> str:
+    """The identity of a config (its searched values; floats to 10 significant digits)."""
+    return json.dumps(config_key(params))
+
+
+def converged(trial: Trial) -> bool:
+    return trial.get("classification") == "converged"
+
+
+def first_converged(trials: Sequence[Trial]) -> int | None:
+    """1-based position of the first converged trial; None when none converged."""
+    return next((k for k, t in enumerate(trials, 1) if converged(t)), None)
+
+
+def _first_robust_in_budget(trials: Sequence[Trial], repeats: int) -> int | None:
+    runs: dict[str, list[bool]] = defaultdict(list)
+    for k, trial in enumerate(trials, 1):
+        seen = runs[config_id(trial["params"])]
+        seen.append(converged(trial))
+        if len(seen) >= repeats and all(seen):
+            return k
+    return None
+
+
+def _reruns(run: Run) -> dict[str, list[bool]]:
+    """config id -> converged? of its verification re-runs, in repeat order."""
+    out: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    for trial in run.get("verification", []):
+        out[config_id(trial["params"])].append((int(trial.get("repeat", 0)), converged(trial)))
+    return {key: [ok for _, ok in sorted(items)] for key, items in out.items()}
+
+
+def _first_robust_verified(
+    trials: Sequence[Trial], reruns: Mapping[str, list[bool]], repeats: int
+) -> int | None:
+    spent, verified = 0, set()
+    for trial in trials:
+        spent += 1
+        key = config_id(trial["params"])
+        if not converged(trial) or key in verified:
+            continue
+        verified.add(key)
+        results = reruns.get(key, [])
+        for ok in results:
+            spent += 1
+            if not ok:
+                break
+        else:
+            if len(results) >= repeats - 1:
+                return spent
+    return None
+
+
+def first_robust(run: Run) -> int | None:
+    """Trials (search and, for ``verified`` runs, re-runs) spent up to the first robust config; None if none."""
+    trials, repeats = run["trials"], int(run["repeats"])
+    if run["robustness"] == "in-budget":
+        return _first_robust_in_budget(trials, repeats)
+    return _first_robust_verified(trials, _reruns(run), repeats)
+
+
+def robust_configs(run: Run) -> int:
+    """Configs that proved robust (see the module doc)."""
+    repeats = int(run["repeats"])
+    if run["robustness"] == "in-budget":
+        runs: dict[str, list[bool]] = defaultdict(list)
+        for trial in run["trials"]:
+            runs[config_id(trial["params"])].append(converged(trial))
+        return sum(len(v) >= repeats and all(v) for v in runs.values())
+    reruns = _reruns(run)
+    found = {config_id(t["params"]) for t in run["trials"] if converged(t)}
+    return sum(len(reruns.get(k, [])) >= repeats - 1 and all(reruns.get(k, [])) for k in found)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run's numbers; the trial counts are budget + 1 when not reached within the budget."""
+
+    first_converged: int
+    first_robust: int
+    best_score: float
+    robust_configs: int
+    found_converged: bool
+    found_robust: bool
+    train_min: float
+
+
+def outcome(run: Run) -> Outcome:
+    """The tally of one run (one searcher, block value and seed)."""
+    budget = int(run["budget"])
+    conv, rob = first_converged(run["trials"]), first_robust(run)
+    rob = rob if rob is not None and rob <= budget else None
+    scores = [float(t.get("score", 0.0)) for t in run["trials"]]
+    return Outcome(
+        first_converged=conv if conv is not None else budget + 1,
+        first_robust=rob if rob is not None else budget + 1,
+        best_score=max(scores, default=0.0),
+        robust_configs=robust_configs(run),
+        found_converged=conv is not None,
+        found_robust=rob is not None,
+        train_min=sum(float(t.get("metrics", {}).get("training_time_min", 0.0)) for t in run["trials"]),
+    )
+
+
+@dataclass(frozen=True)
+class Row:
+    """Means over the seeds of one searcher at one block value."""
+
+    level: Any
+    searcher: str
+    seeds: int
+    budget: int
+    first_converged: float
+    converged_seeds: int
+    first_robust: float
+    robust_seeds: int
+    best_score: float
+    robust_configs: float
+    train_min: float
+
+
+def summarize(runs: Iterable[Run]) -> list[Row]:
+    """One row per (block value, searcher), block values in first-seen order, searchers ucb, random, tpe."""
+    groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    levels: dict[str, Any] = {}
+    for run in runs:
+        levels.setdefault(repr(run["level"]), run["level"])
+        groups[(repr(run["level"]), run["searcher"])].append(run)
+    rows = []
+    for lkey, level in levels.items():
+        for name in sorted({s for lk, s in groups if lk == lkey}, key=_order):
+            group = groups[(lkey, name)]
+            outs = [outcome(r) for r in group]
+            rows.append(
+                Row(
+                    level=level,
+                    searcher=name,
+                    seeds=len(outs),
+                    budget=max(int(r["budget"]) for r in group),
+                    first_converged=statistics.mean(o.first_converged for o in outs),
+                    converged_seeds=sum(o.found_converged for o in outs),
+                    first_robust=statistics.mean(o.first_robust for o in outs),
+                    robust_seeds=sum(o.found_robust for o in outs),
+                    best_score=statistics.mean(o.best_score for o in outs),
+                    robust_configs=statistics.mean(o.robust_configs for o in outs),
+                    train_min=statistics.mean(o.train_min for o in outs),
+                )
+            )
+    return rows
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (SEARCHERS.index(name) if name in SEARCHERS else len(SEARCHERS), name)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """ntune's mean trials over another searcher's at one block value (< 1: the UCB tree needed fewer)."""
+
+    level: Any
+    other: str
+    converged: float
+    robust: float
+
+
+def ratios(rows: Sequence[Row]) -> list[Ratio]:
+    """ucb / random and ucb / tpe per block value, for trials to first converged and to first robust."""
+    by = {(repr(r.level), r.searcher): r for r in rows}
+    out = []
+    for row in rows:
+        ucb = by.get((repr(row.level), "ucb"))
+        if row.searcher == "ucb" or ucb is None:
+            continue
+        out.append(
+            Ratio(
+                level=row.level,
+                other=row.searcher,
+                converged=_div(ucb.first_converged, row.first_converged),
+                robust=_div(ucb.first_robust, row.first_robust),
+            )
+        )
+    return out
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+def markdown(rows: Sequence[Row], meta: Mapping[str, Any] | None = None) -> str:
+    """The results table and the ratio table in markdown, with a line on how to read them."""
+    meta = meta or {}
+    ceilings = meta.get("ceilings") or {}
+    lines = [
+        "| block value | ceiling | searcher | seeds | trials to 1st converged | converged in | "
+        "trials to 1st robust | robust in | best score | robust configs | training min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ceiling = ceilings.get(repr(r.level))
+        lines.append(
+            f"| {r.level} | {_num(ceiling, 4)} | {NAMES.get(r.searcher, r.searcher)} | {r.seeds} | "
+            f"{r.first_converged:.1f} | {r.converged_seeds}/{r.seeds} | {r.first_robust:.1f} | "
+            f"{r.robust_seeds}/{r.seeds} | {r.best_score:.3f} | {r.robust_configs:.1f} | {r.train_min:.1f} |"
+        )
+    lines += [
+        "",
+        "| block value | ntune / | trials to 1st converged | trials to 1st robust |",
+        "|---|---|---|---|",
+    ]
+    for q in ratios(rows):
+        lines.append(f"| {q.level} | {NAMES.get(q.other, q.other)} | {q.converged:.2f} | {q.robust:.2f} |")
+    lines += [
+        "",
+        "Trial counts are means over seeds in completion order; budget + 1 counts a seed that did not get "
+        "there within the budget. Robust: robustness_repeats runs of a config, all converged (random and "
+        "TPE: re-runs outside the budget, counted as a verify-as-you-go wrapper would spend them). "
+        "Ratios below 1: the UCB tree needed fewer trials. Training min: the budget's summed training time "
+        "(the searched values, e.g. data_augmentation_loop, set what a trial costs).",
+    ]
+    return "\n".join(lines)
+
+
+def _num(value: Any, digits: int) -> str:
+    return "-" if value is None else f"{float(value):.{digits}f}"

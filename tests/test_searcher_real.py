@@ -1,0 +1,214 @@
+"""benchmarks/searcher_real.py: UCB tree, random search and TPE on the real trainer (tiny study), and the tally."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from study_fakes import TINY_RUN
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import searcher_real  # noqa: E402
+import searcher_tally  # noqa: E402
+
+from ntune.study_config import StudyConfig, study_from_dict  # noqa: E402
+from searchers.space import parse_space  # noqa: E402
+
+LEVEL = 0.5
+BUDGET = 2
+SPACE = {
+    "training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
+    "training.coeff_W_L1": {"type": "loguniform", "low": 1e-7, "high": 1e-3, "allow_zero": True},
+    "training.data_augmentation_loop": {"type": "int", "low": 5, "high": 12},
+    "training.optimizer": {"type": "choice", "values": ["adam", "adamw", "rmsprop", "sgd"]},
+}
+
+
+def _study(tmp_path: Path) -> tuple[StudyConfig, dict[str, Any]]:
+    """The tiny study; thresholds 0 make every run that does not fail converge, so re-runs happen."""
+    data = {
+        "name": "tiny",
+        "base": TINY_RUN,
+        "blocks": {"simulation.connectivity_filling_factor": [1.0, LEVEL]},
+        "space": SPACE,
+        "objective": {"thresholds": {"connectivity_R2": 0.0, "cluster_accuracy": 0.0}},
+        "n_iter_block": 5,
+        "robustness_repeats": 2,
+        "max_concurrent_trials": 2,
+    }
+    return study_from_dict(data, tmp_path)
+
+
+@pytest.fixture(
+    scope="module"
+)  # about 95 s on 2 cores: five Tuner runs (search, and re-runs of random and TPE)
+def runs(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """One run of each searcher at block value 0.5, budget 2, seed 0."""
+    study, base = _study(tmp_path_factory.mktemp("study"))
+    return {
+        kind: searcher_real.run_one(kind, study, base, LEVEL, BUDGET, 0) for kind in searcher_tally.SEARCHERS
+    }
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_each_searcher_runs_its_budget(runs: dict[str, dict[str, Any]]) -> None:
+    for kind, run in runs.items():
+        trials = run["trials"]
+        assert len(trials) == BUDGET, kind
+        assert [t["index"] for t in trials] == [1, 2]
+        assert sorted(t["suggested"] for t in trials) == [0, 1]
+        for t in trials:
+            assert t["metrics"]["status"] == "ok"
+            assert 0 < t["score"] <= 1
+            assert t["classification"] == "converged"  # thresholds 0
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_tpe_starts_from_the_base_config_and_random_stays_in_the_domains(
+    runs: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    study, base = _study(tmp_path)
+    root = searcher_real.root_params(study, base)
+    assert root == {
+        "training.learning_rate_W_start": base["training"]["learning_rate_W_start"],
+        "training.coeff_W_L1": base["training"]["coeff_W_L1"],
+        "training.data_augmentation_loop": base["training"]["data_augmentation_loop"],
+        "training.optimizer": base["training"]["optimizer"],
+    }
+    first = next(t for t in runs["tpe"]["trials"] if t["suggested"] == 0)
+    assert first["params"] == root
+    ucb_first = next(t for t in runs["ucb"]["trials"] if t["suggested"] == 0)
+    assert ucb_first["strategy"] == "root" and ucb_first["params"] == root
+    domains = parse_space(SPACE)
+    for t in runs["random"]["trials"]:
+        assert all(domains[k].contains(v) for k, v in t["params"].items()), t["params"]
+        assert t["params"] != root
+        assert isinstance(t["params"]["training.data_augmentation_loop"], int)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_random_and_tpe_reruns_use_new_seeds(runs: dict[str, dict[str, Any]]) -> None:
+    for kind in ("random", "tpe"):
+        run = runs[kind]
+        trials, reruns = run["trials"], run["verification"]
+        assert len({t["seed"] for t in trials}) == BUDGET
+        assert all(t["seed"] == searcher_real.run_seed(0, t["params"], 0) for t in trials)
+        assert len(reruns) == BUDGET  # every config converged; robustness_repeats 2: one re-run each
+        by_config = {searcher_tally.config_id(t["params"]): t for t in trials}
+        for r in reruns:
+            search = by_config[searcher_tally.config_id(r["params"])]
+            assert r["repeat"] == 1 and r["seed"] != search["seed"]
+            assert r["metrics"]["connectivity_R2"] != search["metrics"]["connectivity_R2"]  # the seed applied
+        assert searcher_tally.first_converged(trials) == 1
+        robust = all(r["classification"] == "converged" for r in reruns)
+        assert searcher_tally.outcome(run).first_robust == (2 if robust else BUDGET + 1)
+    assert runs["ucb"]["verification"] == []
+
+
+def _trial(params: dict[str, Any], ok: bool, score: float = 0.5, repeat: int = 0) -> dict[str, Any]:
+    return {
+        "params": params,
+        "repeat": repeat,
+        "score": score,
+        "classification": "converged" if ok else "partial",
+    }
+
+
+A, B, C, D = ({"x": v} for v in (1.0, 2.0, 3.0, 4.0))
+
+
+def _run(searcher: str, seed: int, trials: list, verification: list | None = None) -> dict[str, Any]:
+    return {
+        "searcher": searcher,
+        "level": LEVEL,
+        "seed": seed,
+        "budget": 4,
+        "repeats": 2,
+        "robustness": "in-budget" if searcher == "ucb" else "verified",
+        "trials": trials,
+        "verification": verification or [],
+    }
+
+
+HAND_MADE = [
+    # UCB seed 0: converged at trial 2, robust at 3 (its robustness re-run); seed 1: neither (counts 5)
+    _run("ucb", 0, [_trial(A, False), _trial(B, True, 0.95), _trial(B, True, 0.93), _trial(C, False)]),
+    _run("ucb", 1, [_trial(A, False, 0.3)] * 4),
+    # random: converged at 2 (B, whose re-run fails) and 4 (D, whose re-run converges): a wrapper spends
+    # A, B, B's re-run, C, D, D's re-run = 6 > budget 4 -> counts 5; one robust config (D)
+    _run(
+        "random",
+        0,
+        [_trial(A, False), _trial(B, True, 0.92), _trial(C, False), _trial(D, True, 0.97)],
+        [_trial(B, False, repeat=1), _trial(D, True, repeat=1)],
+    ),
+    # TPE: converged at 1, robust after its re-run: 2
+    _run("tpe", 0, [_trial(A, True, 0.91), _trial(B, False)] * 2, [_trial(A, True, repeat=1)]),
+]
+
+
+def test_tally_counts_and_ratios_on_a_hand_made_trial_list() -> None:
+    rows = {r.searcher: r for r in searcher_tally.summarize(HAND_MADE)}
+    assert (rows["ucb"].first_converged, rows["ucb"].first_robust) == (3.5, 4.0)  # (2 + 5) / 2, (3 + 5) / 2
+    assert (rows["ucb"].converged_seeds, rows["ucb"].robust_seeds, rows["ucb"].robust_configs) == (1, 1, 0.5)
+    assert rows["ucb"].best_score == pytest.approx((0.95 + 0.3) / 2)
+    assert (rows["random"].first_converged, rows["random"].first_robust) == (2, 5)
+    assert (rows["random"].robust_seeds, rows["random"].robust_configs) == (0, 1)
+    assert (rows["tpe"].first_converged, rows["tpe"].first_robust, rows["tpe"].robust_configs) == (1, 2, 1)
+    ratios = {q.other: q for q in searcher_tally.ratios(list(rows.values()))}
+    assert ratios["random"].converged == pytest.approx(3.5 / 2)
+    assert ratios["random"].robust == pytest.approx(4 / 5)
+    assert ratios["tpe"].converged == pytest.approx(3.5 / 1)
+    assert ratios["tpe"].robust == pytest.approx(4 / 2)
+    table = searcher_tally.markdown(searcher_tally.summarize(HAND_MADE), {"ceilings": {repr(LEVEL): 0.99}})
+    assert "| 0.5 | random search | 1.75 | 0.80 |" in table
+    assert "| 0.5 | Optuna TPE | 3.50 | 2.00 |" in table
+    assert "| 0.5 | 0.9900 | ntune UCB tree | 2 | 3.5 | 1/2 | 4.0 | 1/2 | 0.625 | 0.5 | 0.0 |" in table
+
+
+def test_a_saved_run_is_tabulated_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(searcher_real.json.dumps({"meta": {}, "runs": HAND_MADE}))
+    assert searcher_real.main(["--table", str(path)]) == 0
+    assert "| 0.5 | random search | 1.75 | 0.80 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["--searchers", "ucb,grid"], "--searchers"),
+        (["--levels", "1.0,x"], "--levels"),
+        (["--budget", "0"], "--budget"),
+    ],
+)
+def test_bad_arguments_name_the_field_and_exit_2(
+    argv: list[str], field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        searcher_real.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert field in err
+    if field == "--searchers":
+        assert "'grid'" in err and "ucb, random, tpe" in err
+
+
+def test_tune_domains_match_the_study_domains() -> None:
+    domains = parse_space(SPACE)
+    lr = searcher_real.tune_domain(domains["training.learning_rate_W_start"])
+    assert (lr.lower, lr.upper) == (1e-4, 1e-1)
+    loops = searcher_real.tune_domain(domains["training.data_augmentation_loop"])
+    assert (loops.lower, loops.upper) == (5, 13)  # Tune's upper bound is exclusive
+    assert (
+        searcher_real.tune_domain(domains["training.optimizer"]).categories
+        == SPACE["training.optimizer"]["values"]
+    )
+    seeds = {searcher_real.run_seed(s, {"x": 1.0}, r) for s in (0, 1) for r in (0, 1)}
+    assert len(seeds) == 4 and all(0 <= s < 2**31 for s in seeds)
+    assert searcher_real.run_seed(0, {"x": 1.0}, 0) == searcher_real.run_seed(0, {"x": 1.0}, 0)

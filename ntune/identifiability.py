@@ -243,7 +243,8 @@ def console_lines(info: Mapping[str, Any]) -> list[str]:
     for label, entry in ceilings.items():
         line = "  " + block_line(label, _numbers(entry), threshold)
         if entry.get("data_limited"):
-            line += f"; probing with {block_budget(info, label)} trials only"
+            n = block_budget(info, label)
+            line += f"; probing with {n} trial{'s' if n != 1 else ''} only"
         lines.append(line)
     return lines
 

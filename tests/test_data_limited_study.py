@@ -39,7 +39,7 @@ def test_data_limited_block_gets_only_the_probe_budget(tmp_path: Path, ray_sessi
     text = console.export_text()
     start = text.index("connectivity_filling_factor=1.0: ceiling")
     assert start < text.index("trials done")  # said at the start, before the final status table
-    assert "DATA-LIMITED" in text and "probing with 1 trials only" in text
+    assert "DATA-LIMITED" in text and "probing with 1 trial only" in text
 
     exp_dir = tmp_path / "results" / "limited"
     records, _ = read_trials(exp_dir)

@@ -132,7 +132,7 @@ def running_table(view: WatchView, now: float) -> Table:
         age = "?" if math.isnan(r.updated) else f"{max(now - r.updated, 0.0):.0f} s"
         table.add_row(
             r.trial_id,
-            r.block,
+            r.block.split("=", 1)[-1],
             str(r.node),
             r.strategy,
             progress_bar(r.progress),
@@ -144,7 +144,9 @@ def running_table(view: WatchView, now: float) -> Table:
             age,
         )
     for trial_id, block in view.waiting:
-        table.add_row(trial_id, block, "", "", "starting", *[""] * (len(RUNNING_COLUMNS) - 5))
+        table.add_row(
+            trial_id, block.split("=", 1)[-1], "", "", "starting", *[""] * (len(RUNNING_COLUMNS) - 5)
+        )
     return table
 
 

@@ -114,15 +114,20 @@ def read_running(exp_dir: str | Path) -> dict[str, RunningTrial]:
     for trial_id, entry in data.items():
         if not isinstance(entry, dict):
             continue
-        fields = {k: _float(entry.get(k)) for k in NUMBERS}
-        texts = {k: str(entry.get(k) or "") for k in TEXTS}
         node = _float(entry.get("node"))
         out[str(trial_id)] = RunningTrial(
             trial_id=str(trial_id),
+            block=str(entry.get("block") or ""),
             node=-1 if math.isnan(node) else int(node),
+            strategy=str(entry.get("strategy") or ""),
+            progress=_float(entry.get("progress")),
+            iteration=_float(entry.get("iteration")),
+            n_iterations=_float(entry.get("n_iterations")),
+            connectivity_R2=_float(entry.get("connectivity_R2")),
+            cluster_accuracy=_float(entry.get("cluster_accuracy")),
+            loss=_float(entry.get("loss")),
+            ray_node_id=str(entry.get("ray_node_id") or ""),
             updated=_float(entry.get("updated")),
-            **texts,
-            **fields,
         )
     return out
 

@@ -100,7 +100,9 @@ def test_study_files_travel_with_their_relative_base(tmp_path: Path) -> None:
     assert entrypoint("study.yaml", ["training.n_epochs=2"], "x y", None, True) == (
         "ntune run study.yaml --set training.n_epochs=2 --name 'x y' --fresh"
     )
-    assert job_name("sparsity", time.mktime((2026, 1, 2, 3, 4, 5, 0, 0, -1))) == "ntune-sparsity-20260102-030405"
+    assert (
+        job_name("sparsity", time.mktime((2026, 1, 2, 3, 4, 5, 0, 0, -1))) == "ntune-sparsity-20260102-030405"
+    )
 
 
 # ---- a real head
@@ -142,7 +144,9 @@ def head(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         try:
             wait_for_dashboard(url)
         except Exception:  # noqa: BLE001
-            pytest.fail("the head's dashboard did not come up:\n" + (tmp_path / "head.log").read_text()[-3000:])
+            pytest.fail(
+                "the head's dashboard did not come up:\n" + (tmp_path / "head.log").read_text()[-3000:]
+            )
         yield url, env
     finally:
         stop_nodes(procs)

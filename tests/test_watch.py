@@ -192,3 +192,45 @@ def test_watch_follows_a_running_study_to_its_end(tmp_path: Path) -> None:
     assert seen, "no running trial with progress was seen in running.json"
     assert all(0 < p < 1 for p in seen.values()), seen  # intermediate evaluations, not the final one
     assert json.loads((exp / LIVE_FILE).read_text()) == {}  # every trial's entry removed at its end
+
+
+def test_watch_reads_an_experiment_on_object_storage(tmp_path: Path, s3_endpoint: str) -> None:
+    """On s3:// the journal files and running.json come down into the view mirror on every refresh."""
+    from conftest import S3_BUCKET
+    from rich.console import Console
+
+    from ntune.commands import watch_command
+    from ntune.storage import Remote
+
+    local = tmp_path / "fake"
+    make_experiment(local, n=4)
+    add_running(local, [("t8", "connectivity_filling_factor=1.0")], {"t8": live_entry(RESULT)})
+    uri = f"s3://{S3_BUCKET}/watch/fake"
+    remote = Remote(uri)
+    assert LIVE_FILE in remote.push(local)
+    console = Console(record=True, width=160)
+    # the study never ends: a Ctrl-C after a few refreshes stops the watch (False: not finished)
+    assert _interrupt_after(1.5, lambda: watch_command(uri, console=console, interval=0.5)) is False
+    text = console.export_text()
+    assert "fake: 4/6 trials done, 1 running" in text and "##........  25%" in text and "125/500" in text
+
+    make_experiment(done := tmp_path / "done" / "fake")
+    Remote(f"s3://{S3_BUCKET}/done/fake").push(done)
+    finished = Console(record=True, width=160)
+    assert watch_command(f"s3://{S3_BUCKET}/done/fake", console=finished, interval=0.5) is True
+    assert "study finished: 6/6 trials" in finished.export_text()
+
+
+def _interrupt_after(seconds: float, call: Any) -> Any:
+    """``call()`` with a SIGALRM that raises KeyboardInterrupt after ``seconds`` (as Ctrl-C would)."""
+
+    def ctrl_c(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, ctrl_c)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return call()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -150,11 +150,12 @@ def entrypoint(
 
 def _client(address: str) -> Any:
     """A JobSubmissionClient of ``address``; an unreachable head is a ConfigError naming ``--address``."""
+    from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 
     try:
         return JobSubmissionClient(address)
-    except (ConnectionError, RuntimeError, ValueError) as err:
+    except (ConnectionError, RuntimeError, ValueError, AuthenticationError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"--address: cannot reach the Ray dashboard at {address} ({first})") from None
 
@@ -178,12 +179,15 @@ def submit_study(
     with tempfile.TemporaryDirectory(prefix="ntune-submit-") as tmp:
         study_file = stage_study(study_path, Path(tmp))
         command = entrypoint(study_file, overrides, name, storage, fresh)
-        client.submit_job(
-            entrypoint=command,
-            submission_id=job_id,
-            runtime_env={"working_dir": tmp},
-            metadata={"job_name": job_id, "ntune_study": study.name, "ntune_experiment": experiment},
-        )
+        try:
+            client.submit_job(
+                entrypoint=command,
+                submission_id=job_id,
+                runtime_env={"working_dir": tmp},
+                metadata={"job_name": job_id, "ntune_study": study.name, "ntune_experiment": experiment},
+            )
+        except (ConnectionError, RuntimeError) as err:  # e.g. the id is taken, the upload was refused
+            raise ConfigError(f"the head at {url} refused the job ({str(err).strip()[:500]})") from None
     return Submission(job_id, url, study.name, experiment, command)
 
 

@@ -216,7 +216,13 @@ def submit(
         markup=False,
     )
     if follow:
-        state = follow_job(job.address, job.job_id, lambda text: console.out(text, end="", highlight=False))
+        try:
+            state = follow_job(
+                job.address, job.job_id, lambda text: console.out(text, end="", highlight=False)
+            )
+        except KeyboardInterrupt:
+            console.print(f"stopped following; job {job.job_id} goes on", highlight=False, markup=False)
+            raise typer.Exit(code=130) from None
         console.print(f"job {job.job_id}: {state}", highlight=False, markup=False)
         raise typer.Exit(code=0 if state == "SUCCEEDED" else 1)
 

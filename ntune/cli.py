@@ -143,14 +143,88 @@ ExpArg = Annotated[
 
 
 @app.command()
-def status(experiment: ExpArg) -> None:
-    """Per-block table of a finished, running or interrupted experiment."""
-    from ntune.commands import status_command
+def status(
+    experiment: ExpArg,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            help="Refresh a live table (blocks, running trials and their progress) until the study ends or Ctrl-C."
+        ),
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes of --watch (> 0).")] = 2.0,
+) -> None:
+    """Per-block table of a finished, running or interrupted experiment (--watch: live, with the running trials)."""
+    from ntune.commands import status_command, watch_command
 
+    if not interval > 0:
+        raise _fail(ConfigError(f"--interval: {interval} must be a number of seconds > 0"))
     try:
-        status_command(experiment, console=console)
+        if watch:
+            watch_command(experiment, console=console, interval=interval)
+        else:
+            status_command(experiment, console=console)
     except (ConfigError, FileNotFoundError) as err:
         raise _fail(err) from None
+
+
+@app.command()
+def submit(
+    study: Annotated[Path, typer.Argument(help="A study YAML (its base config file travels with it).")],
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="The Ray dashboard URL of the cluster's head, e.g. http://HEAD:8265 "
+            "(default: $RAY_API_SERVER_ADDRESS, else $RAY_ADDRESS)."
+        ),
+    ] = None,
+    set_: SetOpt = None,
+    name: Annotated[str | None, typer.Option(help="Experiment name (default: the study's name).")] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the results go (default: the study's storage_path): an absolute folder that the cluster "
+            "and this machine both see at that path, or a URI such as s3://bucket/prefix. Required to be one "
+            "of these: the job runs in a temporary folder on the cluster."
+        ),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option(help="Start over instead of resuming an experiment of this name.")
+    ] = False,
+    follow: Annotated[
+        bool, typer.Option(help="Print the job's log until it ends; exit 0 if it succeeded.")
+    ] = False,
+) -> None:
+    """Submit a study as a Ray Job: `ntune run` runs on the cluster; this machine may then disconnect.
+
+    The cluster's nodes need ntune installed at this version (the docker/ image). The job is named
+    ntune-<study>-<time>; ntune status/export/report read the results from the storage.
+    """
+    from ntune.submit import follow_job, submit_study
+
+    try:
+        job = submit_study(study, address=address, overrides=set_, name=name, storage=storage, fresh=fresh)
+    except (ConfigError, FileNotFoundError) as err:
+        raise _fail(err) from None
+    console.print(f"submitted job {job.job_id}: {job.entrypoint}", highlight=False, markup=False)
+    console.print(f"dashboard: {job.dashboard_url}", highlight=False, markup=False)
+    console.print(f"experiment: {job.experiment}", highlight=False, markup=False)
+    console.print(
+        f"follow it: ray job logs --address {job.address} --follow {job.job_id}\n"
+        f"watch it:  ntune status {job.experiment} --watch\n"
+        f"stop it:   ray job stop --address {job.address} {job.job_id}",
+        highlight=False,
+        markup=False,
+    )
+    if follow:
+        try:
+            state = follow_job(
+                job.address, job.job_id, lambda text: console.out(text, end="", highlight=False)
+            )
+        except KeyboardInterrupt:
+            console.print(f"stopped following; job {job.job_id} goes on", highlight=False, markup=False)
+            raise typer.Exit(code=130) from None
+        console.print(f"job {job.job_id}: {state}", highlight=False, markup=False)
+        raise typer.Exit(code=0 if state == "SUCCEEDED" else 1)
 
 
 @app.command()

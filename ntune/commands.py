@@ -11,17 +11,21 @@ back up, next to the experiment's other files (``export --out DIR`` writes to th
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from ntune.export import export, report, report_inputs, status_rows
+from ntune.live import WatchView, watch_view
 from ntune.records import fmt
-from ntune.storage import JOURNAL_DIRS, open_experiment
+from ntune.storage import JOURNAL_DIRS, LIVE_FILE, open_experiment
 
 if TYPE_CHECKING:
     from ntune.config import NtuneConfig
@@ -57,10 +61,8 @@ STATUS_COLUMNS = (
 )
 
 
-def status_command(exp_dir: str | Path, *, console: Console, stopped: bool = False) -> None:
-    """Print the per-block table of an experiment; ``stopped``: its driver has ended, nothing runs."""
-    local, _ = open_experiment(exp_dir)
-    title, caption, rows = status_rows(local, stopped=stopped)
+def status_table(title: str, caption: str, rows: list[dict[str, Any]]) -> Table:
+    """The per-block table of ``ntune status`` (and of ``status --watch``) from :func:`ntune.export.status_rows`."""
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption=caption)
     for col in STATUS_COLUMNS:
         table.add_column(col, justify="right", no_wrap=True)
@@ -79,7 +81,116 @@ def status_command(exp_dir: str | Path, *, console: Console, stopped: bool = Fal
             fmt(r["lr_W"], 2),
             r["state"],
         )
-    console.print(table)
+    return table
+
+
+def status_command(exp_dir: str | Path, *, console: Console, stopped: bool = False) -> None:
+    """Print the per-block table of an experiment; ``stopped``: its driver has ended, nothing runs."""
+    local, _ = open_experiment(exp_dir)
+    console.print(status_table(*status_rows(local, stopped=stopped)))
+
+
+RUNNING_COLUMNS = (
+    "trial",
+    "block",
+    "node",
+    "strategy",
+    "progress",
+    "iteration",
+    "R2",
+    "cluster",
+    "loss",
+    "on",
+    "age",
+)
+BAR_WIDTH = 10  # characters of a running trial's progress bar
+
+
+def progress_bar(fraction: float) -> str:
+    """``#####.....  50%``: a fraction in [0, 1] as a text bar (``?`` when unknown)."""
+    if math.isnan(fraction):
+        return "?"
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = round(fraction * BAR_WIDTH)
+    return f"{'#' * filled}{'.' * (BAR_WIDTH - filled)} {fraction:4.0%}"
+
+
+def running_table(view: WatchView, now: float) -> Table:
+    """The running trials of a :class:`ntune.live.WatchView` with their latest evaluation."""
+    table = Table(
+        title=f"running trials: {len(view.running) + len(view.waiting)}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for col in RUNNING_COLUMNS:
+        table.add_column(
+            col, justify="left" if col in ("trial", "block", "strategy") else "right", no_wrap=True
+        )
+    for r in view.running:
+        iteration = "?" if math.isnan(r.iteration) else f"{r.iteration:.0f}/{r.n_iterations:.0f}"
+        age = "?" if math.isnan(r.updated) else f"{max(now - r.updated, 0.0):.0f} s"
+        table.add_row(
+            r.trial_id,
+            r.block.split("=", 1)[-1],
+            str(r.node),
+            r.strategy,
+            progress_bar(r.progress),
+            iteration,
+            fmt(r.connectivity_R2, 3),
+            fmt(r.cluster_accuracy, 3),
+            fmt(r.loss, 3),
+            r.ray_node_id[:8],
+            age,
+        )
+    for trial_id, block in view.waiting:
+        table.add_row(
+            trial_id, block.split("=", 1)[-1], "", "", "starting", *[""] * (len(RUNNING_COLUMNS) - 5)
+        )
+    return table
+
+
+def watch_frame(view: WatchView, *, interval: float, now: float) -> Group:
+    """One frame of ``ntune status --watch``: the status table, the running trials, a footer line."""
+    if view.finished:
+        footer = f"study finished: {view.done}/{view.total} trials"
+    else:
+        footer = (
+            f"{time.strftime('%H:%M:%S', time.localtime(now))}: refreshing every {interval:g} s; "
+            "Ctrl-C stops watching (the study goes on)"
+        )
+    parts: list[Any] = [status_table(view.title, view.caption, view.rows)]
+    if view.running or view.waiting:
+        parts.append(running_table(view, now))
+    parts.append(Text(footer))
+    return Group(*parts)
+
+
+def _watch_view(exp_dir: str | Path) -> WatchView:
+    """The experiment's current :class:`WatchView`; of a URI: journal and running.json downloaded first."""
+    local, remote = open_experiment(exp_dir)
+    if remote is not None:
+        remote.pull(local, (LIVE_FILE,))
+    return watch_view(local)
+
+
+def watch_command(exp_dir: str | Path, *, console: Console, interval: float) -> bool:
+    """``ntune status EXP --watch``: a live table refreshed every ``interval`` s until the study ends.
+
+    Returns True when the study finished, False when Ctrl-C stopped the watch first.
+    """
+    view = _watch_view(exp_dir)
+    with Live(
+        watch_frame(view, interval=interval, now=time.time()), console=console, auto_refresh=False
+    ) as live:
+        try:
+            while not view.finished:
+                time.sleep(interval)
+                view = _watch_view(exp_dir)
+                live.update(watch_frame(view, interval=interval, now=time.time()), refresh=True)
+        except KeyboardInterrupt:
+            return False
+    return True
 
 
 def export_command(exp_dir: str | Path, *, out: Path | None, fmt: str, console: Console) -> None:

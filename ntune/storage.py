@@ -26,7 +26,8 @@ from ntune.config import ConfigError
 
 SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 # the journal's files (see ntune.journal) and what a run, status, export or report reads of them
-JOURNAL_FILES = ("study.json", "trials.jsonl", "analysis.md", "memory.md")
+LIVE_FILE = "running.json"  # each running trial's latest evaluation (see ntune.live)
+JOURNAL_FILES = ("study.json", "trials.jsonl", "analysis.md", "memory.md", LIVE_FILE)
 JOURNAL_DIRS = ("ucb", "blocks", "trees")
 TUNE_STATE = "tuner.pkl"  # its presence says Tune can restore the experiment
 

@@ -29,11 +29,12 @@ from ntune.config import ConfigError, config_from_dict, dump_config, format_vali
 from ntune.guards import check_study, preflight
 from ntune.identifiability import console_lines, probe_budgets, study_ceilings, total_budget
 from ntune.journal import Journal
+from ntune.live import LiveBoard
 from ntune.records import SEARCH_KEY, fmt, make_record, read_info, read_trials, study_info
 from ntune.storage import JOURNAL_DIRS, JOURNAL_FILES, TUNE_STATE, Remote, is_uri, join, mirror_dir
 from ntune.study_config import StudyConfig, load_study
 from searchers.objective import classify, score
-from searchers.packing import MEMBERS_KEY, MemberCallbacks, PackingSearcher
+from searchers.packing import MEMBERS_KEY, MemberCallbacks, PackingSearcher, member_id, member_results
 
 PROGRESS_EVERY_S = 30.0  # seconds between per-block progress lines while trials run
 SYNC_EVERY_S = 10.0  # seconds between uploads of the journal (object storage) besides those on completions
@@ -324,6 +325,54 @@ class ConsoleProgress(Callback):
             self._blocks()
 
 
+class LiveProgress(Callback):
+    """Tune callback keeping ``running.json`` current: each running trial's latest evaluation (:mod:`ntune.live`).
+
+    Sits outside :class:`MemberCallbacks`: a packed trial's result is split into its members here.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal  # its folder (which a resumed journal moves) and its uploads
+        self._board: LiveBoard | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"journal": self.journal}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.journal, self._board = state["journal"], None
+
+    @property
+    def board(self) -> LiveBoard:
+        if self._board is None or self._board.exp_dir != self.journal.exp_dir:
+            self._board = LiveBoard(self.journal.exp_dir)
+        return self._board
+
+    def setup(self, **info: Any) -> None:  # type: ignore[override]  # Tune's keywords are not needed
+        self.board.clear()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if MEMBERS_KEY not in result:
+            self.board.update(trial.trial_id, result)
+            return
+        for k, member in enumerate(member_results(result)):
+            if member.get("final"):
+                self.board.remove(member_id(trial.trial_id, k))
+            elif member:
+                self.board.update(member_id(trial.trial_id, k), member)
+
+    def _end(self, trial: Any) -> None:
+        for tid in [
+            t for t in self.board.entries if t == trial.trial_id or t.startswith(f"{trial.trial_id}_m")
+        ]:
+            self.board.remove(tid)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial)
+
+
 def trial_dirname(trial: Any) -> str:
     """Short trial folder names: ``<trial id>_<block>_node<k>``."""
     members = trial.config.get(MEMBERS_KEY) or [trial.config]  # a packed trial is named by its first member
@@ -512,6 +561,7 @@ def run_command(
             if study.population_size > 1:  # K configs per Tune trial; each member is its own trial
                 packed = PackingSearcher(searcher, study.population_size)
                 callbacks = [MemberCallbacks(callbacks)]
+            callbacks.append(LiveProgress(journal))
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(

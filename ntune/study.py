@@ -15,7 +15,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from ntune.guards import check_study, preflight
 from ntune.identifiability import console_lines, probe_budgets, study_ceilings, total_budget
 from ntune.journal import Journal
 from ntune.live import LiveBoard
+from ntune.observe import TrialMetrics, block_metrics_callback, job_metadata, readable_trainable
 from ntune.records import SEARCH_KEY, fmt, make_record, read_info, read_trials, study_info
 from ntune.storage import JOURNAL_DIRS, JOURNAL_FILES, TUNE_STATE, Remote, is_uri, join, mirror_dir
 from ntune.study_config import StudyConfig, load_study
@@ -92,8 +92,11 @@ def _write_trial_files(trial_dir: Path, cfg: Any, metrics: dict[str, Any], resul
             fig.savefig(trial_dir / f"{name}.png", dpi=90)
 
 
-def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
-    """The Tune function trainable of a study: simulate-or-load, fit, report, write trial files."""
+def make_trainable(study: StudyConfig) -> type:
+    """The Tune trainable of a study (simulate-or-load, fit, report, write trial files), named per trial."""
+    from ray import tune
+
+    study_name = study.name
     weights = dict(study.objective.weights)
     thresholds = dict(study.objective.thresholds)
     threads = study.threads
@@ -110,7 +113,7 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
 
         torch.set_num_threads(threads)
         if MEMBERS_KEY in config:
-            _population_trial(config[MEMBERS_KEY], weights, thresholds, cache_dir)
+            _population_trial(config[MEMBERS_KEY], weights, thresholds, cache_dir, study_name)
             return
         config = dict(config)
         search = dict(config.pop(SEARCH_KEY, None) or {})
@@ -126,6 +129,7 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
             "trial_dir": str(trial_dir),
             "ray_node_id": ray.get_runtime_context().get_node_id(),  # which cluster node ran the trial
         }
+        watch = TrialMetrics(study_name, search, tune.get_context().get_trial_id(), _echo)
 
         def full(m: dict[str, Any]) -> dict[str, Any]:
             m = _plain(m)
@@ -136,6 +140,7 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
         def on_progress(m: dict[str, Any]) -> None:
             if not m.get("final"):
                 tune.report(full(m))
+                watch.update(full(m))
 
         data = load_or_simulate(cfg.simulation, cache_dir=cache_dir)
         if resolve_device(cfg.training.device).startswith("cuda"):  # the population trainer's CUDA-graph step
@@ -145,12 +150,19 @@ def make_trainable(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
         else:
             result = fit(cfg, data, on_progress=on_progress, log_dir=trial_dir)
         final = full(result.metrics)
+        watch.update(final)
         _write_trial_files(trial_dir, cfg, final, result, data)
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(result, Path(tmp) / "model.pt")
             tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    return ntune_trial
+    resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
+    return readable_trainable(tune.with_resources(ntune_trial, resources))
+
+
+def _echo(line: str) -> None:
+    """A line of the trial's log (its worker's stdout: the actor's Log link in the dashboard)."""
+    print(line, flush=True)
 
 
 def _population_trial(
@@ -158,6 +170,7 @@ def _population_trial(
     weights: dict[str, float],
     thresholds: dict[str, float],
     cache_dir: str | None,
+    study_name: str,
 ) -> None:
     """A packed Tune trial: members grouped by data, trained by ``train_population``, each reported.
 
@@ -177,6 +190,8 @@ def _population_trial(
     cfgs = [config_from_dict({k: v for k, v in m.items() if k != SEARCH_KEY}) for m in members]
     dirs = [trial_dir / f"member{k}" for k in range(len(members))]
     latest: list[dict[str, Any]] = [{} for _ in members]
+    trial_id = tune.get_context().get_trial_id()
+    watches = [TrialMetrics(study_name, s, member_id(trial_id, k), _echo) for k, s in enumerate(searches)]
 
     def full(k: int, m: dict[str, Any]) -> dict[str, Any]:
         m = _plain(m)
@@ -188,6 +203,7 @@ def _population_trial(
 
     def report(k: int, m: dict[str, Any]) -> None:
         latest[k] = full(k, m)
+        watches[k].update(latest[k])
         best = max((r["score"] for r in latest if r), default=0.0)
         tune.report({"score": best, MEMBERS_KEY: [dict(r) for r in latest]})
 
@@ -381,22 +397,27 @@ def trial_dirname(trial: Any) -> str:
     return f"{trial.trial_id}_{block}_node{search.get('node', '')}"
 
 
-def _start_ray(address: str | None, console: Console) -> bool:
-    """Join ``address`` / $RAY_ADDRESS or start an embedded Ray; True when this call started it."""
+def _start_ray(address: str | None, console: Console, metadata: dict[str, str] | None = None) -> bool:
+    """Join ``address`` / $RAY_ADDRESS or start an embedded Ray, its job carrying ``metadata``; True when
+    this call started it."""
     import ray
+    from ray.job_config import JobConfig
 
     if ray.is_initialized():
         return False
+    job_config = JobConfig(metadata=dict(metadata or {}))
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, job_config=job_config)
         console.print(f"joined Ray cluster at {address}: {ray.cluster_resources()}")
         return True
     dashboard = (
         importlib.util.find_spec("aiohttp") is not None
         and importlib.util.find_spec("ray.dashboard") is not None
     )
-    ctx = ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", log_to_driver=False)
+    ctx = ray.init(
+        include_dashboard=dashboard, dashboard_host="127.0.0.1", log_to_driver=False, job_config=job_config
+    )
     url = getattr(ctx, "dashboard_url", None)
     if url:
         console.print(f"Ray dashboard: http://{url}" if "://" not in url else f"Ray dashboard: {url}")
@@ -521,7 +542,7 @@ def run_command(
     from ray.tune.search import ConcurrencyLimiter
 
     _check_dir(exp_dir, info, fresh)
-    started = _start_ray(address, console)
+    started = _start_ray(address, console, job_metadata(study.name, where))
     try:
         preflight(study, _ray_nodes())  # each trial's resources fit the cluster; before any folder is made
         resume = _prepare_dir(exp_dir, info, fresh, console, remote)
@@ -533,9 +554,7 @@ def run_command(
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         # the final report carries a checkpoint, which forces an experiment snapshot: wanted, not a warning
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-        trainable = tune.with_resources(
-            make_trainable(study), {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
-        )
+        trainable = make_trainable(study)
         mirror = f" (journal mirrored in {exp_dir})" if remote is not None else ""
         console.print(f"experiment: {where}{mirror}\nTensorBoard: tensorboard --logdir {where}")
         console.print("\n".join(console_lines(info)), markup=False)
@@ -556,7 +575,11 @@ def run_command(
             Journal.resume_dir, Journal.resume_remote = None, None  # applied to the unpickled journal
         else:
             journal = Journal(exp_dir, searcher, info=info, remote=remote)
-            callbacks: list[Callback] = [JournalCallback(journal), ConsoleProgress(journal)]
+            callbacks: list[Callback] = [
+                JournalCallback(journal),
+                ConsoleProgress(journal),
+                block_metrics_callback(study.name, lambda: journal.ledger.rows()),
+            ]
             packed: Any = searcher
             if study.population_size > 1:  # K configs per Tune trial; each member is its own trial
                 packed = PackingSearcher(searcher, study.population_size)
@@ -569,7 +592,7 @@ def run_command(
                     num_samples=total_budget(info, list(searcher.trees)),
                     metric="score",
                     mode="max",
-                    reuse_actors=True,
+                    reuse_actors=False,  # Ray names an actor once: one actor per trial keeps its name right
                     trial_dirname_creator=trial_dirname,
                 ),
                 run_config=tune.RunConfig(

@@ -320,7 +320,9 @@ def test_preflight_error_stops_before_the_experiment_folder(
     import ntune.study as study_mod
 
     events: list[str] = []
-    monkeypatch.setattr(study_mod, "_start_ray", lambda address, console: events.append("start") or True)
+    monkeypatch.setattr(
+        study_mod, "_start_ray", lambda address, console, metadata: events.append("start") or True
+    )
     monkeypatch.setattr(study_mod, "_ray_nodes", lambda: [{"CPU": 2.0}])
     monkeypatch.setattr(ray, "shutdown", lambda: events.append("shutdown"))
     path = _write_study(tmp_path, resources={"gpu": 0.5})

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+from ray_nodes import free_port, node_env, start_node, stop_nodes
 from study_fakes import STUDY, TINY_RUN
-from test_multinode import free_port, node_env, start_node, stop_nodes
 
 from ntune.config import read_yaml
 from ntune.records import read_trials

@@ -175,7 +175,8 @@ def block_line(label: str, summary: Mapping[str, Any], threshold: float) -> str:
 
 
 def study_ceilings(study: Any, base: Mapping[str, Any]) -> dict[str, Any]:
-    """What a study's info needs before it starts: ``{"ceilings": {label: ...}, "block_budgets": {label: n}}``.
+    """What a study's info needs before it starts: ``{"ceilings": {label: ...}, "block_budgets": {label: n}}``
+    (``study.block_trials``, then the probe budgets of the data-limited blocks).
 
     ``study`` is a :class:`ntune.study_config.StudyConfig`, ``base`` its resolved base config. Each block's
     data are loaded or simulated (through the cache, so trials reuse them) and their ceiling read; a block
@@ -186,11 +187,11 @@ def study_ceilings(study: Any, base: Mapping[str, Any]) -> dict[str, Any]:
     from ntune.records import block_label
     from ntune.simulate import load_or_simulate
 
+    budgets: dict[str, int] = {block_label(study.block_key, v): n for v, n in study.block_budgets().items()}
     if not study.data_limited.check:
-        return {}
+        return {"block_budgets": budgets} if budgets else {}
     threshold = study.objective.thresholds.get("connectivity_R2")
     ceilings: dict[str, dict[str, Any]] = {}
-    budgets: dict[str, int] = {}
     for value in study.block_values:
         config = dict(copy.deepcopy(base))
         set_dotted(config, study.block_key, value)
@@ -202,7 +203,7 @@ def study_ceilings(study: Any, base: Mapping[str, Any]) -> dict[str, Any]:
         entry["data_limited"] = threshold is not None and is_data_limited(data.summary, threshold)
         ceilings[label] = entry
         if entry["data_limited"]:
-            budgets[label] = min(study.data_limited.probe_trials, study.n_iter_block)
+            budgets[label] = min(study.data_limited.probe_trials, budgets.get(label, study.n_iter_block))
     return {"ceilings": ceilings, "block_budgets": budgets}
 
 

@@ -106,6 +106,11 @@ class StudyConfig(_Model):
         "(training or graph_model fields; a searched key sets that block's root). A block's data "
         "come from the base config and its block value, so simulation fields are refused here.",
     )
+    block_trials: dict[Any, Int] = Field(
+        default_factory=dict,
+        description="Per-block budgets: block value -> trials (> 0), instead of n_iter_block "
+        "(a data-limited block still gets only its probe trials).",
+    )
     objective: Objective = Field(default_factory=Objective)
     space: dict[str, dict[str, Any]] = Field(
         ..., description="Dotted key -> domain (type, low, high | values)."
@@ -186,19 +191,24 @@ class StudyConfig(_Model):
         """The block values, in the study's order."""
         return list(self.blocks[self.block_key])
 
+    def _block_value(self, key: Any) -> Any:
+        """The block value a ``block_set`` / ``block_trials`` key names (YAML may write 1.0 as '1.0')."""
+        by_text = {str(v): v for v in self.block_values}
+        return key if key in self.block_values else by_text.get(str(key), key)
+
+    def block_budgets(self) -> dict[Any, int]:
+        """block value -> trials from ``block_trials``."""
+        return {self._block_value(k): int(n) for k, n in self.block_trials.items()}
+
     def block_overrides(self) -> dict[Any, dict[str, Any]]:
         """block value -> {dotted key: value} from ``block_set`` (keys matched to the block values)."""
-        by_text = {str(v): v for v in self.block_values}
-        out: dict[Any, dict[str, Any]] = {}
-        for key, items in self.block_set.items():
-            value = key if key in self.block_values else by_text.get(str(key), key)
-            out[value] = dict(parse_overrides(items))
-        return out
+        return {self._block_value(k): dict(parse_overrides(items)) for k, items in self.block_set.items()}
 
     @property
     def n_trials(self) -> int:
-        """The study's whole budget."""
-        return len(self.block_values) * self.n_iter_block
+        """The study's whole budget before the identifiability check (``block_trials`` included)."""
+        budgets = self.block_budgets()
+        return sum(budgets.get(v, self.n_iter_block) for v in self.block_values)
 
     @field_validator("population")
     @classmethod
@@ -306,7 +316,15 @@ def study_from_dict(
 
 
 def _check_block_set(study: StudyConfig, base: dict[str, Any]) -> None:
-    """Each ``block_set`` entry names a block value and valid, non-simulation overrides."""
+    """Each ``block_set`` entry names a block value and valid, non-simulation overrides; each
+    ``block_trials`` entry a block value and a budget > 0."""
+    for value, n in study.block_budgets().items():
+        if value not in study.block_values:
+            raise ConfigError(
+                f"block_trials.{value}: {value!r} is not a block value; the block values are {study.block_values}"
+            )
+        if n < 1:
+            raise ConfigError(f"block_trials.{value}: {n} trials; a block needs at least 1")
     for value, changes in study.block_overrides().items():
         where = f"block_set.{value}"
         if value not in study.block_values:

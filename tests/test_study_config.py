@@ -106,6 +106,8 @@ def test_shipped_study_settings() -> None:
         ({"set": ["training.n_epoch=2"]}, "training.n_epoch"),
         ({"base": "missing.yaml"}, "missing.yaml: no such file"),
         ({"block_set": {0.3: ["training.n_epochs=2"]}}, "block_set.0.3: 0.3 is not a block value"),
+        ({"block_trials": {0.3: 2}}, "block_trials.0.3: 0.3 is not a block value"),
+        ({"block_trials": {1.0: 0}}, "block_trials.1.0: 0 trials"),
         (
             {"block_set": {1.0: ["simulation.n_frames=100"]}},
             "block_set.1.0: 'simulation.n_frames' would change",
@@ -223,3 +225,18 @@ def test_block_set_changes_one_block_base_and_root(tmp_path: Path) -> None:
     )
     assert searcher.base_of(dense)["training"]["n_epochs"] == 3
     assert searcher.base_of(sparse)["training"]["n_epochs"] == base["training"]["n_epochs"]
+
+
+def test_block_trials_give_one_block_its_own_budget(tmp_path: Path) -> None:
+    from ntune.identifiability import probe_budgets, study_ceilings, total_budget
+    from ntune.study import build_searcher
+
+    study, base = study_from_dict(_study(block_trials={"1.0": 5}, data_limited={"check": False}), tmp_path)
+    assert study.block_budgets() == {1.0: 5} and study.n_trials == 5 + 3
+    info = study_ceilings(study, base)
+    assert info == {"block_budgets": {"connectivity_filling_factor=1.0": 5}}
+    searcher = build_searcher(study, base, info)
+    assert probe_budgets(study, info) == {1.0: 5}
+    assert searcher.budget("connectivity_filling_factor=1.0") == 5
+    assert searcher.budget("connectivity_filling_factor=0.5") == 3
+    assert total_budget({**info, "study": {"n_iter_block": 3}}, list(searcher.trees)) == 8

@@ -50,7 +50,9 @@ def test_shipped_studies_validate(path: Path) -> None:
     if not (CONFIGS / yaml.safe_load(path.read_text())["base"]).is_file():
         pytest.skip(f"base config of {path.name} not written yet")
     study, base = load_study(path)
-    assert study.n_trials == len(study.block_values) * study.n_iter_block
+    budgets = study.block_budgets()
+    assert study.n_trials == sum(budgets.get(v, study.n_iter_block) for v in study.block_values)
+    assert set(budgets) <= set(study.block_values)
     assert get_dotted(base, study.block_key) is not None
 
 

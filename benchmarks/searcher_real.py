@@ -82,8 +82,17 @@ def tune_domain(domain: Domain) -> Any:
 
 
 def block_study(study: StudyConfig, level: Any, budget: int, seed: int) -> StudyConfig:
-    """The study restricted to one block value, ``budget`` trials, searcher seed ``seed``."""
-    data = {**study.model_dump(), "blocks": {study.block_key: [level]}, "n_iter_block": budget, "seed": seed}
+    """The study restricted to one block value, ``budget`` trials (``block_trials`` dropped: every
+    searcher gets the same budget), searcher seed ``seed``; that block's ``block_set`` is kept."""
+    block_set = {k: v for k, v in study.block_set.items() if str(k) == str(level)}
+    data = {
+        **study.model_dump(),
+        "blocks": {study.block_key: [level]},
+        "n_iter_block": budget,
+        "seed": seed,
+        "block_trials": {},
+        "block_set": block_set,
+    }
     return StudyConfig.model_validate(data)
 
 

@@ -212,3 +212,15 @@ def test_tune_domains_match_the_study_domains() -> None:
     seeds = {searcher_real.run_seed(s, {"x": 1.0}, r) for s in (0, 1) for r in (0, 1)}
     assert len(seeds) == 4 and all(0 <= s < 2**31 for s in seeds)
     assert searcher_real.run_seed(0, {"x": 1.0}, 0) == searcher_real.run_seed(0, {"x": 1.0}, 0)
+
+
+def test_one_block_of_the_shipped_study_keeps_its_block_set_and_drops_block_trials() -> None:
+    from ntune.study import build_searcher
+    from ntune.study_config import load_study
+
+    study, base = load_study(Path(__file__).resolve().parents[1] / "configs" / "quickstart_study.yaml")
+    for level in study.block_values:
+        one = searcher_real.block_study(study, level, budget=3, seed=1)
+        assert one.block_values == [level] and one.block_trials == {} and one.n_trials == 3
+        searcher = build_searcher(one, base)
+        assert searcher.budget(searcher.block_label(level)) == 3

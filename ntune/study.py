@@ -17,19 +17,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from ray.tune import Callback
 from rich.console import Console
 
 from ntune.commands import make_console
-from ntune.config import ConfigError, config_from_dict, dump_config, format_validation_error
+from ntune.config import ConfigError, config_from_dict, dump_config
 from ntune.guards import check_study, preflight
 from ntune.identifiability import console_lines, probe_budgets, study_ceilings, total_budget
 from ntune.journal import Journal
 from ntune.observe import TrialMetrics, block_metrics_callback, job_metadata, readable_trainable
 from ntune.records import SEARCH_KEY, read_info, read_trials, study_info
 from ntune.storage import JOURNAL_DIRS, JOURNAL_FILES, TUNE_STATE, Remote, is_uri, join, mirror_dir
-from ntune.study_config import StudyConfig, load_study
+from ntune.study_config import StudyConfig, load_study, relocated
 from ntune.tune_callbacks import ConsoleProgress, JournalCallback, LiveProgress
 from searchers.objective import classify, score
 from searchers.packing import MEMBERS_KEY, MemberCallbacks, PackingSearcher, member_id
@@ -351,12 +350,7 @@ def run_command(
     """Run or resume a study; returns 0 when every trial of the budget completed, 130 when interrupted."""
     console = console or make_console(highlight=False, soft_wrap=True)
     study, base = load_study(study_path, overrides)
-    if name or storage:
-        update = {"name": name or study.name, "storage_path": storage or study.storage_path}
-        try:
-            study = StudyConfig.model_validate({**study.model_dump(), **update})
-        except ValidationError as err:
-            raise ConfigError(format_validation_error(err, StudyConfig)) from None
+    study = relocated(study, name, storage)
     remote = Remote(join(study.storage_path, study.name)) if is_uri(study.storage_path) else None
     if remote is not None:  # the journal writes into a local mirror; Remote copies it up
         exp_dir = mirror_dir(remote.uri, "run")

@@ -348,3 +348,14 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> tuple[St
         return study_from_dict(data, path.resolve().parent, overrides)
     except ConfigError as err:
         raise ConfigError(f"{path}:\n{err}") from None
+
+
+def relocated(study: StudyConfig, name: str | None = None, storage: str | None = None) -> StudyConfig:
+    """``study`` under another ``name`` and/or ``storage_path`` (``--name`` / ``--storage``), validated."""
+    if not (name or storage):
+        return study
+    update = {"name": name or study.name, "storage_path": storage or study.storage_path}
+    try:
+        return StudyConfig.model_validate({**study.model_dump(), **update})
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, StudyConfig)) from None

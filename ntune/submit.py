@@ -29,11 +29,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import ValidationError
 
-from ntune.config import ConfigError, format_validation_error, read_yaml
+from ntune.config import ConfigError, read_yaml
 from ntune.storage import is_uri, join
-from ntune.study_config import StudyConfig, load_study
+from ntune.study_config import StudyConfig, load_study, relocated
 
 ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")  # where Ray's own `ray job` looks, in order
 FINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -85,12 +84,7 @@ def located_study(
 ) -> StudyConfig:
     """The validated study with ``--name`` / ``--storage`` applied; refuses a relative storage_path."""
     study, _ = load_study(study_path, overrides)
-    if name or storage:
-        update = {"name": name or study.name, "storage_path": storage or study.storage_path}
-        try:
-            study = StudyConfig.model_validate({**study.model_dump(), **update})
-        except ValidationError as err:
-            raise ConfigError(format_validation_error(err, StudyConfig)) from None
+    study = relocated(study, name, storage)
     where = study.storage_path
     if not is_uri(where) and not Path(where).expanduser().is_absolute():
         raise ConfigError(

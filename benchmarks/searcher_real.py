@@ -127,9 +127,9 @@ def run_seed(seed: int, params: dict[str, Any], repeat: int) -> int:
 
 def seeded_trainable(study: StudyConfig, seed: int) -> Callable[[dict[str, Any]], None]:
     """The study's trainable with ``training.seed = run_seed(...)`` and a re-run's values applied."""
-    from ntune.study import make_trainable
+    from ntune.study import make_trial
 
-    trainable = make_trainable(study)
+    trainable = make_trial(study)  # the plain function: the seeded wrapper is the trial Tune runs
     keys = list(study.space)
 
     def ntune_seeded_trial(config: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,15 @@ def _write_trial_files(trial_dir: Path, cfg: Any, metrics: dict[str, Any], resul
 
 
 def make_trainable(study: StudyConfig) -> type:
-    """The Tune trainable of a study (simulate-or-load, fit, report, write trial files), named per trial."""
+    """The Tune trainable of a study (:func:`make_trial` with its resources), its actor named per trial."""
     from ray import tune
 
+    resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
+    return readable_trainable(tune.with_resources(make_trial(study), resources))
+
+
+def make_trial(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
+    """The Tune function of one trial of ``study``: simulate-or-load, fit, report, write trial files."""
     study_name = study.name
     weights = dict(study.objective.weights)
     thresholds = dict(study.objective.thresholds)
@@ -150,8 +157,7 @@ def make_trainable(study: StudyConfig) -> type:
             save_checkpoint(result, Path(tmp) / "model.pt")
             tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
-    return readable_trainable(tune.with_resources(ntune_trial, resources))
+    return ntune_trial
 
 
 def _echo(line: str) -> None:

@@ -27,6 +27,22 @@ def _tree(metrics: dict[str, float]) -> Tree:
     return tree
 
 
+def _decide(tree: Tree, space: dict, root: dict, seed: int) -> Decision | None:
+    """One decision at a 12-trial block (one run makes a config robust)."""
+    return decide(
+        tree,
+        BlockState(),
+        space=space,
+        root_params=root,
+        stats={},
+        rng=random.Random(seed),
+        thresholds=THRESHOLDS,
+        n_iter_block=12,
+        retry_failed=1,
+        robustness_repeats=1,
+    )
+
+
 def _epochs_after(metrics: dict[str, float]) -> set[int]:
     moves = set()
     for seed in range(40):
@@ -34,18 +50,7 @@ def _epochs_after(metrics: dict[str, float]) -> set[int]:
         mutation = free_mutation(tree, tree.nodes[1], SPACE, {}, random.Random(seed))
         if mutation is not None and mutation.key == "training.n_epochs":
             moves.add(mutation.new)
-        decision = decide(
-            tree,
-            BlockState(),
-            space=SPACE,
-            root_params=ROOT,
-            stats={},
-            rng=random.Random(seed),
-            thresholds=THRESHOLDS,
-            n_iter_block=12,
-            retry_failed=1,
-            robustness_repeats=1,
-        )
+        decision = _decide(tree, SPACE, ROOT, seed)
         if decision is not None and decision.params is not None:
             moves.add(decision.params["training.n_epochs"])
     return moves
@@ -92,18 +97,7 @@ def _linear_tree(params: dict[str, float]) -> Tree:
 
 
 def _decide_linear(tree: Tree, seed: int) -> Decision:
-    decision = decide(
-        tree,
-        BlockState(),
-        space=LINEAR,
-        root_params=LINEAR_ROOT,
-        stats={},
-        rng=random.Random(seed),
-        thresholds=THRESHOLDS,
-        n_iter_block=12,
-        retry_failed=1,
-        robustness_repeats=1,
-    )
+    decision = _decide(tree, LINEAR, LINEAR_ROOT, seed)
     assert decision is not None and decision.params is not None
     return decision
 

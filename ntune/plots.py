@@ -56,7 +56,11 @@ def _type_colors(n_types: int) -> list[Any]:
 def plot_W_scatter(ax: Axes, W_learned: np.ndarray, W_true: np.ndarray, metrics: dict[str, Any]) -> None:
     """Off-diagonal learned (scale-corrected) vs true W, R^2, slope and the diagnosis in the title."""
     off = ~np.eye(W_true.shape[0], dtype=bool)
-    x, y = W_true[off], W_learned[off]
+    plot_W_pairs(ax, W_true[off], W_learned[off], metrics)
+
+
+def plot_W_pairs(ax: Axes, x: np.ndarray, y: np.ndarray, metrics: dict[str, Any]) -> None:
+    """Learned (scale-corrected) against true synapses given as pairs (n,), (n,); at most 200 000 drawn."""
     if len(x) > 200_000:
         pick = np.random.default_rng(0).choice(len(x), 200_000, replace=False)
         x, y = x[pick], y[pick]
@@ -177,10 +181,12 @@ def plot_tree(ax: Axes, nodes: list[tuple[int, int | None, float, str]], title: 
 
 
 def plot_landscape(ax: Axes, rows: list[dict[str, Any]], block_key: str) -> None:
-    """Best connectivity R^2 and cluster accuracy per block value (log x axis), 0.9 line."""
+    """Best connectivity R^2 and cluster accuracy per block value (log x axis), 0.9 line, ceiling if given."""
     xs = [float(r["value"]) for r in rows]
     ax.plot(xs, [r["best_R2"] for r in rows], "o-", label="best connectivity R$^2$")
     ax.plot(xs, [r["best_cluster"] for r in rows], "s-", label="best cluster accuracy")
+    if all("ceiling" in r for r in rows):
+        ax.plot(xs, [r["ceiling"] for r in rows], "k:", label="identifiability ceiling")
     ax.axhline(0.9, color="0.6", ls="--", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel(block_key.split(".")[-1])

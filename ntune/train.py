@@ -226,6 +226,15 @@ def w_metrics(model: SignalGNN, data: SimData, method: str) -> dict[str, Any]:
     }
 
 
+def scale_corrected_W(model: SignalGNN, data: SimData, c: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Learned W on the true scale (N, N): ``edge_gain * W_ij / g_i`` (``c``: :func:`curves`, computed if None)."""
+    c = c if c is not None else curves(model, data)
+    phi_true = np.tanh(c["u"]) if data.config.phi == "tanh" else c["u"]
+    g, _, _ = _g_and_range(data)
+    W = model.W_masked().detach().cpu().numpy()  # (N, N)
+    return M.scale_corrected(W, M.edge_gain(c["lin_edge"], phi_true), g)
+
+
 @torch.no_grad()
 def rollout(model: SignalGNN, data: SimData, start: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Euler rollouts (n_frames, N) of the learned and the true model from frame ``start`` of the data."""
@@ -416,12 +425,7 @@ def figures(
         fig, ax = plt.subplots(figsize=(5.0, 4.0), dpi=80)
         fig.subplots_adjust(left=0.16, right=0.96, bottom=0.13, top=0.9)  # fixed: tight_layout is slow
         if kind == "W_scatter":
-            phi_true = np.tanh(c["u"]) if data.config.phi == "tanh" else c["u"]
-            g, _, _ = _g_and_range(data)
-            W_eff = M.scale_corrected(
-                model.W_masked().detach().cpu().numpy(), M.edge_gain(c["lin_edge"], phi_true), g
-            )
-            plots.plot_W_scatter(ax, W_eff, data.W, row)
+            plots.plot_W_scatter(ax, scale_corrected_W(model, data, c), data.W, row)
         elif kind == "embedding":
             plots.plot_embedding(
                 ax, model.a.detach().cpu().numpy(), data.types, float(row["cluster_accuracy"])

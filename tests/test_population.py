@@ -113,7 +113,12 @@ def test_structural_settings_form_groups(data64: SimData) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_population_on_cuda_graph_matches_cpu() -> None:
-    """The CUDA path (frames sampled on the device, step captured in a CUDA graph) trains like the CPU path."""
+    """The CUDA path (frames sampled on the device, step captured in a CUDA graph) trains like ``fit`` on CUDA.
+
+    A CUDA generator draws other frames than a CPU one with the same seed, so the frame-dependent loss
+    terms are compared with ``fit`` on the same device, and only the frame-free terms (W L1, lin_phi at
+    zero: same initial model) and the end result with the CPU path.
+    """
     configs = [_config(seed=0), _config(seed=1, learning_rate_W_start=3e-3, gradient_clip=0.5)]
     data = simulate(configs[0].simulation)
     cpu = train_population(configs, data)
@@ -122,9 +127,11 @@ def test_population_on_cuda_graph_matches_cpu() -> None:
     ]
     calls: list[int] = []
     gpu = train_population(cuda_configs, data, on_progress=lambda k, m: calls.append(k))
-    for a, b in zip(cpu, gpu, strict=True):
+    for config, a, b in zip(cuda_configs, cpu, gpu, strict=True):
         assert b.status == "ok" and b.model.W.device.type == "cuda"
         assert len(a.losses) == len(b.losses)
-        np.testing.assert_allclose(a.losses[:3], b.losses[:3], rtol=1e-3)  # eager warm-up iterations
+        alone = fit(config, data).losses
+        np.testing.assert_allclose(b.losses[:20], alone[:20], rtol=1e-3)  # graph replays track eager fit
+        np.testing.assert_allclose(a.losses[0, 1:3], b.losses[0, 1:3], rtol=1e-5)  # frame-free terms
         assert b.metrics["connectivity_R2"] == pytest.approx(a.metrics["connectivity_R2"], abs=0.1)
     assert calls.count(0) == calls.count(1) == 3  # 2 log points + final, per member

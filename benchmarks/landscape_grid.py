@@ -69,9 +69,18 @@ def member_config(base: dict[str, Any], level: float, point: dict[str, Any], see
 
 
 def run_level(
-    base: dict[str, Any], level: float, points: list[dict[str, Any]], seeds: int, out: Path, cache: str | None
+    base: dict[str, Any],
+    level: float,
+    points: list[dict[str, Any]],
+    seeds: int,
+    out: Path,
+    cache: str | None,
+    overrides: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """Simulate, train every (grid point, seed), append the rows to landscape.jsonl, save the best scatter."""
+    """Simulate, train every (grid point, seed), append the rows to landscape.jsonl, save the best scatter.
+
+    ``overrides`` (the base's ``--set`` list) is stored in every row, so rows of runs with different
+    bases stay apart."""
     configs = [member_config(base, level, p, s) for p in points for s in range(seeds)]
     start = time.perf_counter()
     data = load_or_simulate(configs[0].simulation, cache_dir=cache)
@@ -91,13 +100,14 @@ def run_level(
 
     results = train_population(configs, data, on_progress=progress)
     train_s = time.perf_counter() - start
-    rows = []
+    rows: list[dict[str, Any]] = []
     for k, (config, result) in enumerate(zip(configs, results, strict=True)):
         metrics = result.metrics
         rows.append(
             {
                 "level": level,
                 "point": points[k // seeds],
+                "set": list(overrides),
                 "seed": config.training.seed,
                 **{key: metrics.get(key) for key in KEPT},
                 "class": classify(metrics),
@@ -111,7 +121,8 @@ def run_level(
         )
     with open(out / "landscape.jsonl", "a") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
-    best = max(range(len(rows)), key=lambda k: rows[k]["score"])
+    scores = [float(r["score"]) for r in rows]
+    best = scores.index(max(scores))
     W_eff = scale_corrected_W(results[best].model, data)  # (N, N)
     off = ~np.eye(len(W_eff), dtype=bool)
     x, y = data.W[off], W_eff[off]
@@ -128,7 +139,8 @@ def level_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Best R2 / cluster, the ceiling and each grid point's per-seed classes; robust = every seed converged."""
     points: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        points.setdefault(json.dumps(r["point"], sort_keys=True), []).append(r)
+        key = json.dumps(r["point"], sort_keys=True)
+        points.setdefault(key + (f" set {' '.join(r['set'])}" if r.get("set") else ""), []).append(r)
     per_point = {
         p: {
             "robust": all(r["class"] == "converged" for r in rs),
@@ -179,12 +191,12 @@ def report(out: Path) -> list[dict[str, Any]]:
     for s in summaries:
         path = out / f"scatter_{s['level']:g}.npz"
         if path.exists():
-            pairs = np.load(path)
-            plots.save_figure(
-                lambda ax, p=pairs, m=s["best"]: plots.plot_W_pairs(ax, p["W_true"], p["W_learned"], m),
-                out / f"W_scatter_{s['level']:g}.png",
-                figsize=(4.5, 4),
-            )
+            pairs, best = np.load(path), s["best"]
+
+            def draw(ax: Any, pairs: Any = pairs, best: dict[str, Any] = best) -> None:
+                plots.plot_W_pairs(ax, pairs["W_true"], pairs["W_learned"], best)
+
+            plots.save_figure(draw, out / f"W_scatter_{s['level']:g}.png", figsize=(4.5, 4))
     return summaries
 
 
@@ -210,7 +222,9 @@ def main() -> None:
         f"torch {torch.__version__}, cuda {torch.cuda.is_available()}, device {dev}, {len(points)} points x {args.seeds} seeds"
     )
     for level in (float(x) for x in args.levels.split(",")):
-        print_summary(level_summary(run_level(base, level, points, args.seeds, args.out, args.cache)))
+        print_summary(
+            level_summary(run_level(base, level, points, args.seeds, args.out, args.cache, tuple(args.set)))
+        )
 
 
 if __name__ == "__main__":

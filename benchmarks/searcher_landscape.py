@@ -77,7 +77,7 @@ def outcome(history: list[dict[str, Any]]) -> tuple[int, float]:
     return first, max(score(m, WEIGHTS) for m in history)
 
 
-def run_ucb(seed: int, budget: int, ucb_c: float = 1.414) -> list[tuple[int, float]]:
+def run_ucb(seed: int, budget: int, ucb_c: float = 1.414, n_scouts: int = 0) -> list[tuple[int, float]]:
     searcher = UCBTreeSearcher(
         space=SPACE,
         base_config=BASE,
@@ -87,6 +87,7 @@ def run_ucb(seed: int, budget: int, ucb_c: float = 1.414) -> list[tuple[int, flo
         n_iter_block=budget,
         seed=seed,
         ucb_c=ucb_c,
+        n_scouts=n_scouts,
     )
     rng = random.Random(seed + 1000)
     history: dict[float, list[dict[str, Any]]] = {ff: [] for ff in FILLING}
@@ -160,13 +161,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--budget", type=int, default=40, help="trials per block")
     parser.add_argument("--ucb-c", type=float, default=1.414, help="exploration constant of the UCB tree")
+    parser.add_argument(
+        "--scouts", type=int, default=0, help="space-filling children of each root (study: scouts)"
+    )
     parser.add_argument("--sweep", action="store_true", help=f"also print the UCB tree for c in {SWEEP_C}")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seeds = range(args.seeds)
     results = {}
     runners = (
-        (f"ucb-tree c={args.ucb_c:g}", lambda s, b: run_ucb(s, b, args.ucb_c)),
+        (
+            f"ucb-tree c={args.ucb_c:g} scouts={args.scouts}",
+            lambda s, b: run_ucb(s, b, args.ucb_c, args.scouts),
+        ),
         ("random", run_random),
         ("optuna-tpe", run_tpe),
     )

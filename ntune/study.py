@@ -57,6 +57,7 @@ def build_searcher(study: StudyConfig, base: dict[str, Any], info: dict[str, Any
             mode="max",
             block_budgets=probe_budgets(study, info or {}),
             block_overrides=study.block_overrides(),
+            n_scouts=study.scouts,
         )
     except (ValueError, TypeError) as err:
         raise ConfigError(f"search settings (space, blocks, objective): {err}") from None

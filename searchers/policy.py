@@ -19,7 +19,7 @@ from searchers.objective import FAILED_STATUSES, metric_value
 from searchers.space import FACTOR_RANGE, Domain, Mutation, mutate_one
 from searchers.tree import Node, Tree
 
-STRATEGIES = ("root", "retry", "robustness-test", "failure-probe", "explore", "transfer", "exploit")
+STRATEGIES = ("root", "scout", "retry", "robustness-test", "failure-probe", "explore", "transfer", "exploit")
 PROBE_AFTER = 3  # consecutive converged runs in the block before a failure probe
 CHANCE_CLUSTER = 0.5  # cluster accuracy below this counts as "near chance"
 SHRINK_SLOPE = 0.5  # |slope| below this counts as "slope << 1"
@@ -113,6 +113,9 @@ class BlockState:
     consec_success: int = 0
     streak: list[int] = field(default_factory=list)  # nodes of the current success streak
     transferred: list[list[Any]] = field(default_factory=list)  # [source label, source node id]
+    strata: dict[str, list[int]] = field(
+        default_factory=dict
+    )  # scout j of key k lies in stratum strata[k][j]
 
 
 @dataclass
@@ -401,8 +404,14 @@ def decide(
     retry_failed: int,
     robustness_repeats: int,
     neighbours: Sequence[Tree] = (),
+    n_scouts: int = 0,
 ) -> Decision | None:
-    """The next suggestion for this block, first strategy that applies; None if nothing new exists."""
+    """The next suggestion for this block, first strategy that applies; None if nothing new exists.
+
+    ``n_scouts`` children of the root are a space-filling start (:func:`scout`): they come right after
+    the root, behind only retries and robustness tests, so that with concurrent trials they fill the
+    slots that would otherwise hold blind moves of a root that has not reported yet.
+    """
     if not tree.nodes:
         return Decision("root", params=dict(root_params))
     nodes = list(tree.nodes.values())
@@ -419,6 +428,9 @@ def decide(
     ]
     if testing:
         return Decision("robustness-test", node_id=max(testing, key=lambda n: (n.mean_score, -n.id)).id)
+    decision = scout(tree, block, space, rng, n_scouts)
+    if decision is not None:
+        return decision
     if block.consec_converged >= PROBE_AFTER:
         block.consec_converged = 0
         converged = [n for n in nodes if n.converged]
@@ -453,6 +465,31 @@ def decide(
         if mutation is not None:
             return _child("exploit", node, mutation)
     return None
+
+
+def scout(
+    tree: Tree, block: BlockState, space: Mapping[str, Domain], rng: random.Random, n_scouts: int
+) -> Decision | None:
+    """The next of ``n_scouts`` space-filling children of the root, or None when all exist.
+
+    Scout j takes every numeric parameter from stratum ``strata[key][j]`` of ``n_scouts`` equal slices
+    of its range (a Latin hypercube: each key's permutation drawn once per block), at a uniform point of
+    the slice; choices and the cost parameters (``duration_keys``: a scout costs what the root costs,
+    training is lengthened by the tree's rules only) keep the root's value. One-parameter moves from a
+    poor root are slow on an easy landscape; a few scattered starts give the tree other branches.
+    """
+    root = tree.nodes[min(tree.nodes)]
+    done = sum(1 for n in tree.nodes.values() if n.strategy == "scout")
+    cost = set(duration_keys(space))
+    numeric = [k for k, d in space.items() if d.is_numeric and k not in cost]
+    if done >= n_scouts or not numeric:
+        return None
+    if {k: len(v) for k, v in block.strata.items()} != dict.fromkeys(numeric, n_scouts):
+        block.strata = {k: rng.sample(range(n_scouts), n_scouts) for k in numeric}
+    params = dict(root.params)
+    for key in numeric:
+        params[key] = space[key].at_quantile((block.strata[key][done] + rng.random()) / n_scouts)
+    return Decision("scout", parent=root.id, params=params, mutation=f"scout {done + 1}/{n_scouts}")
 
 
 def _transfer(tree: Tree, block: BlockState, neighbours: Sequence[Tree]) -> Decision | None:

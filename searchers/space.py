@@ -77,6 +77,20 @@ class Domain:
             value = rng.uniform(self.low, self.high)
         return int(round(value)) if self.type == "int" else value
 
+    def at_quantile(self, q: float) -> Any:
+        """The value a fraction ``q`` in [0, 1] along the range (on the log scale for log domains).
+
+        A choice domain maps [0, 1) onto its values in order. Used for stratified (space-filling) draws.
+        """
+        q = min(max(q, 0.0), 1.0)
+        if self.type == "choice":
+            return self.values[min(int(q * len(self.values)), len(self.values) - 1)]
+        if self._log_scale:
+            value = math.exp(math.log(self.low) + q * (math.log(self.high) - math.log(self.low)))
+        else:
+            value = self.low + q * (self.high - self.low)
+        return int(round(value)) if self.type == "int" else _round(value)
+
     @property
     def _log_scale(self) -> bool:
         return self.type == "loguniform" or (self.type == "int" and self.log)

@@ -57,10 +57,13 @@ class UCBTreeSearcher(Searcher):
         mode: str = "max",
         block_budgets: Mapping[Any, int] | None = None,
         block_overrides: Mapping[Any, Mapping[str, Any]] | None = None,
+        n_scouts: int = 0,
     ) -> None:
         """``block_budgets`` (block value -> trials) overrides ``n_iter_block`` for the blocks it names;
         ``block_overrides`` (block value -> {dotted key: value}) changes the base config of the blocks it
-        names, their root included (e.g. a longer training at the dense level)."""
+        names, their root included (e.g. a longer training at the dense level); ``n_scouts`` children
+        of each root are a space-filling start (a Latin hypercube over the numeric parameters,
+        ``searchers.policy.scout``) before the one-parameter moves."""
         self.space: dict[str, Domain] = parse_space(space)
         _check(
             base_config is None or isinstance(base_config, Mapping),
@@ -118,6 +121,12 @@ class UCBTreeSearcher(Searcher):
             "a dotted key or None",
             seed_key,
         )
+        _check(
+            isinstance(n_scouts, int) and not isinstance(n_scouts, bool) and n_scouts >= 0,
+            "n_scouts",
+            "an int >= 0",
+            n_scouts,
+        )
         _check(mode in ("max", "min"), "mode", "one of ('max', 'min')", mode)
         _check(isinstance(metric, str) and bool(metric), "metric", "a non-empty str", metric)
         super().__init__(metric=metric, mode=mode)
@@ -128,6 +137,7 @@ class UCBTreeSearcher(Searcher):
             seed,
             seed_key,
         )
+        self.n_scouts = n_scouts
         self.block_values = list(values)
         self.block_budgets = self._check_budgets(block_budgets or {})
         self.block_changes = self._check_overrides(block_overrides or {})
@@ -303,6 +313,7 @@ class UCBTreeSearcher(Searcher):
             retry_failed=self.retry_failed,
             robustness_repeats=self.robustness_repeats,
             neighbours=others,
+            n_scouts=self.n_scouts,
         )
 
     def _apply(self, label: str, decision: Decision, trial_id: str) -> dict[str, Any]:

@@ -70,6 +70,7 @@ def test_shipped_study_settings() -> None:
     [
         ({"n_iter_blok": 3}, "n_iter_blok: unknown field; did you mean 'n_iter_block'"),
         ({"n_iter_block": 0}, "n_iter_block"),
+        ({"scouts": -1}, "scouts"),
         ({"resources": {"cpu": 1, "gpus": 1}}, "resources.gpus"),
         ({"resources": {"cpu": 0}}, "resources.cpu"),
         ({"blocks": {}}, "blocks must have exactly one key"),

@@ -30,9 +30,7 @@ POOR = {"connectivity_R2": 0.5, "cluster_accuracy": 0.5, "status": "ok"}
 
 
 def _searcher(n_scouts: int, **kwargs: Any) -> UCBTreeSearcher:
-    return UCBTreeSearcher(
-        space=SPACE, base_config=BASE, n_scouts=n_scouts, n_iter_block=8, seed=3, **kwargs
-    )
+    return UCBTreeSearcher(space=SPACE, base_config=BASE, n_scouts=n_scouts, n_iter_block=8, seed=3, **kwargs)
 
 
 def _quantile(key: str, value: float) -> float:

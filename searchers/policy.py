@@ -113,9 +113,8 @@ class BlockState:
     consec_success: int = 0
     streak: list[int] = field(default_factory=list)  # nodes of the current success streak
     transferred: list[list[Any]] = field(default_factory=list)  # [source label, source node id]
-    strata: dict[str, list[int]] = field(
-        default_factory=dict
-    )  # scout j of key k lies in stratum strata[k][j]
+    # scout j takes key k from stratum strata[k][j] of its range (see scout)
+    strata: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass

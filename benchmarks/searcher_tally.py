@@ -17,6 +17,9 @@ is re-tabulated without re-training. Definitions, the same for every searcher:
 * Trials to first robust is budget + 1 when no config proved robust or the count exceeds the budget
   (a verify-as-you-go wrapper with the same budget would not have got there).
 * **best score**: the highest score among the budget's trials; **training min**: their summed training time.
+* **training min to first converged**: the training time of the trials up to and including the first
+  converged one, in completion order (the whole budget's when none converged): the cost-aware twin of
+  trials to first converged, since the searched duration parameters set what a trial costs.
 * **robust configs**: UCB: robust configs within its budget; random / TPE: converged configs of the
   search whose re-runs all converged.
 """
@@ -51,6 +54,11 @@ def converged(trial: Trial) -> bool:
 def first_converged(trials: Sequence[Trial]) -> int | None:
     """1-based position of the first converged trial; None when none converged."""
     return next((k for k, t in enumerate(trials, 1) if converged(t)), None)
+
+
+def training_min(trials: Iterable[Trial]) -> float:
+    """Summed training time (minutes) of ``trials``."""
+    return sum(float(t.get("metrics", {}).get("training_time_min", 0.0)) for t in trials)
 
 
 def _first_robust_in_budget(trials: Sequence[Trial], repeats: int) -> int | None:
@@ -124,6 +132,7 @@ class Outcome:
     found_converged: bool
     found_robust: bool
     train_min: float
+    min_to_converged: float  # training minutes up to the first converged trial (all of them if none)
 
 
 def outcome(run: Run) -> Outcome:
@@ -139,7 +148,8 @@ def outcome(run: Run) -> Outcome:
         robust_configs=robust_configs(run),
         found_converged=conv is not None,
         found_robust=rob is not None,
-        train_min=sum(float(t.get("metrics", {}).get("training_time_min", 0.0)) for t in run["trials"]),
+        train_min=training_min(run["trials"]),
+        min_to_converged=training_min(run["trials"][: conv or len(run["trials"])]),
     )
 
 
@@ -158,6 +168,7 @@ class Row:
     best_score: float
     robust_configs: float
     train_min: float
+    min_to_converged: float
 
 
 def summarize(runs: Iterable[Run]) -> list[Row]:
@@ -185,6 +196,7 @@ def summarize(runs: Iterable[Run]) -> list[Row]:
                     best_score=statistics.mean(o.best_score for o in outs),
                     robust_configs=statistics.mean(o.robust_configs for o in outs),
                     train_min=statistics.mean(o.train_min for o in outs),
+                    min_to_converged=statistics.mean(o.min_to_converged for o in outs),
                 )
             )
     return rows
@@ -202,6 +214,7 @@ class Ratio:
     other: str
     converged: float
     robust: float
+    minutes: float  # the same ratio for training minutes to first converged
 
 
 def ratios(rows: Sequence[Row]) -> list[Ratio]:
@@ -218,6 +231,7 @@ def ratios(rows: Sequence[Row]) -> list[Ratio]:
                 other=row.searcher,
                 converged=_div(ucb.first_converged, row.first_converged),
                 robust=_div(ucb.first_robust, row.first_robust),
+                minutes=_div(ucb.min_to_converged, row.min_to_converged),
             )
         )
     return out
@@ -233,30 +247,36 @@ def markdown(rows: Sequence[Row], meta: Mapping[str, Any] | None = None) -> str:
     ceilings = meta.get("ceilings") or {}
     lines = [
         "| block value | ceiling | searcher | seeds | trials to 1st converged | converged in | "
-        "trials to 1st robust | robust in | best score | robust configs | training min |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "trials to 1st robust | robust in | best score | robust configs | training min | "
+        "training min to 1st converged |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ceiling = ceilings.get(repr(r.level))
         lines.append(
             f"| {r.level} | {_num(ceiling, 4)} | {NAMES.get(r.searcher, r.searcher)} | {r.seeds} | "
             f"{r.first_converged:.1f} | {r.converged_seeds}/{r.seeds} | {r.first_robust:.1f} | "
-            f"{r.robust_seeds}/{r.seeds} | {r.best_score:.3f} | {r.robust_configs:.1f} | {r.train_min:.1f} |"
+            f"{r.robust_seeds}/{r.seeds} | {r.best_score:.3f} | {r.robust_configs:.1f} | {r.train_min:.1f} | "
+            f"{r.min_to_converged:.2f} |"
         )
     lines += [
         "",
-        "| block value | ntune / | trials to 1st converged | trials to 1st robust |",
-        "|---|---|---|---|",
+        "| block value | ntune / | trials to 1st converged | trials to 1st robust | "
+        "training min to 1st converged |",
+        "|---|---|---|---|---|",
     ]
     for q in ratios(rows):
-        lines.append(f"| {q.level} | {NAMES.get(q.other, q.other)} | {q.converged:.2f} | {q.robust:.2f} |")
+        lines.append(
+            f"| {q.level} | {NAMES.get(q.other, q.other)} | {q.converged:.2f} | {q.robust:.2f} | {q.minutes:.2f} |"
+        )
     lines += [
         "",
         "Trial counts are means over seeds in completion order; budget + 1 counts a seed that did not get "
         "there within the budget. Robust: robustness_repeats runs of a config, all converged (random and "
         "TPE: re-runs outside the budget, counted as a verify-as-you-go wrapper would spend them). "
         "Ratios below 1: the UCB tree needed fewer trials. Training min: the budget's summed training time "
-        "(the searched values, e.g. data_augmentation_loop, set what a trial costs).",
+        "(the searched values, e.g. data_augmentation_loop, set what a trial costs); to 1st converged: up to and "
+        "including the first converged trial (the whole budget's when none did), its ratio the cost-aware one.",
     ]
     return "\n".join(lines)
 

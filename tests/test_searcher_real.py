@@ -111,12 +111,15 @@ def test_random_and_tpe_reruns_use_new_seeds(runs: dict[str, dict[str, Any]]) ->
     assert runs["ucb"]["verification"] == []
 
 
-def _trial(params: dict[str, Any], ok: bool, score: float = 0.5, repeat: int = 0) -> dict[str, Any]:
+def _trial(
+    params: dict[str, Any], ok: bool, score: float = 0.5, repeat: int = 0, minutes: float = 0.0
+) -> dict[str, Any]:
     return {
         "params": params,
         "repeat": repeat,
         "score": score,
         "classification": "converged" if ok else "partial",
+        "metrics": {"training_time_min": minutes},
     }
 
 
@@ -169,7 +172,29 @@ def test_tally_counts_and_ratios_on_a_hand_made_trial_list() -> None:
     table = searcher_tally.markdown(searcher_tally.summarize(HAND_MADE), {"ceilings": {repr(LEVEL): 0.99}})
     assert "| 0.5 | random search | 1.75 | 0.80 |" in table
     assert "| 0.5 | Optuna TPE | 3.50 | 2.00 |" in table
-    assert "| 0.5 | 0.9900 | ntune UCB tree | 2 | 3.5 | 1/2 | 4.0 | 1/2 | 0.625 | 0.5 | 0.0 |" in table
+    assert "| 0.5 | 0.9900 | ntune UCB tree | 2 | 3.5 | 1/2 | 4.0 | 1/2 | 0.625 | 0.5 | 0.0 | 0.00 |" in table
+
+
+def test_training_minutes_to_first_converged_and_their_ratio() -> None:
+    runs = [
+        # UCB: converged at trial 2 after 1 + 2 minutes; a seed that never converged counts its whole budget
+        _run(
+            "ucb",
+            0,
+            [_trial(A, False, minutes=1.0), _trial(B, True, minutes=2.0), _trial(C, True, minutes=4.0)],
+        ),
+        _run("ucb", 1, [_trial(A, False, minutes=1.5)] * 4),
+        # random: longer trials, converged at its first
+        _run("random", 0, [_trial(D, True, minutes=5.0), _trial(A, False, minutes=7.0)]),
+    ]
+    rows = {r.searcher: r for r in searcher_tally.summarize(runs)}
+    assert rows["ucb"].min_to_converged == pytest.approx((3.0 + 6.0) / 2)
+    assert rows["ucb"].train_min == pytest.approx((7.0 + 6.0) / 2)
+    assert rows["random"].min_to_converged == pytest.approx(5.0)
+    (ratio,) = searcher_tally.ratios(list(rows.values()))
+    assert (ratio.converged, ratio.minutes) == (pytest.approx(3.5 / 1), pytest.approx(4.5 / 5.0))
+    table = searcher_tally.markdown(list(rows.values()))
+    assert "| 0.5 | random search | 3.50 | 1.00 | 0.90 |" in table
 
 
 def test_a_saved_run_is_tabulated_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -476,12 +476,21 @@ def scout(
     the slice; choices and the cost parameters (``duration_keys``: a scout costs what the root costs,
     training is lengthened by the tree's rules only) keep the root's value. One-parameter moves from a
     poor root are slow on an easy landscape; a few scattered starts give the tree other branches.
+
+    Scouts are for a poor start: once a reported run of the block has met an objective (converged, or
+    ``NEARLY``), the remaining scouts are dropped and the tree's informed moves (lengthening, the guided
+    rules) take over from that run.
     """
     root = tree.nodes[min(tree.nodes)]
     done = sum(1 for n in tree.nodes.values() if n.strategy == "scout")
     cost = set(duration_keys(space))
     numeric = [k for k, d in space.items() if d.is_numeric and k not in cost]
-    if done >= n_scouts or not numeric:
+    met = any(
+        r.classification == "converged" or r.classification in NEARLY
+        for n in tree.nodes.values()
+        for r in n.runs
+    )
+    if done >= n_scouts or not numeric or met:
         return None
     if {k: len(v) for k, v in block.strata.items()} != dict.fromkeys(numeric, n_scouts):
         block.strata = {k: rng.sample(range(n_scouts), n_scouts) for k in numeric}

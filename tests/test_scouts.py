@@ -27,6 +27,7 @@ BASE = {
 }
 CONVERGED = {"connectivity_R2": 0.99, "cluster_accuracy": 0.99, "status": "ok"}
 POOR = {"connectivity_R2": 0.5, "cluster_accuracy": 0.5, "status": "ok"}
+NEARLY_W = {"connectivity_R2": 0.95, "cluster_accuracy": 0.75, "status": "ok"}  # partial-W
 
 
 def _searcher(n_scouts: int, **kwargs: Any) -> UCBTreeSearcher:
@@ -67,12 +68,40 @@ def test_scouts_form_a_latin_hypercube_of_root_children() -> None:
     assert all(c["training"]["data_augmentation_loop"] == 15 for c in scouts)  # and so does the cost
 
 
-def test_robustness_test_of_a_converged_root_comes_before_scouts() -> None:
-    searcher = _searcher(2, robustness_repeats=2)
+def test_robustness_test_of_a_poor_roots_scout_comes_before_the_next_scout() -> None:
+    searcher = _searcher(3, robustness_repeats=2)
     searcher.suggest("root")
-    searcher.on_trial_complete("root", CONVERGED)
+    searcher.suggest("scout 1")
+    searcher.on_trial_complete("root", POOR)
+    assert searcher.suggest("scout 2")[SEARCH_KEY]["strategy"] == "scout"  # a poor start: keep scattering
+    searcher.on_trial_complete("scout 1", CONVERGED)
     assert searcher.suggest("next")[SEARCH_KEY]["strategy"] == "robustness-test"
-    assert searcher.suggest("after")[SEARCH_KEY]["strategy"] == "scout"
+
+
+@pytest.mark.parametrize(
+    "first", [CONVERGED, NEARLY_W, {"connectivity_R2": 0.5, "cluster_accuracy": 0.99, "status": "ok"}]
+)
+def test_scouts_stop_once_a_run_met_an_objective(first: dict[str, Any]) -> None:
+    """Converged, partial-W or partial-E: the tree refines from that run instead of scattering more."""
+    searcher = _searcher(3, robustness_repeats=1)
+    searcher.suggest("root")
+    assert searcher.suggest("scout 1")[SEARCH_KEY]["strategy"] == "scout"  # the root still running: blind
+    searcher.on_trial_complete("root", first)
+    records = [searcher.suggest(str(i))[SEARCH_KEY] for i in range(3)]
+    assert all(r["strategy"] != "scout" for r in records)
+
+
+def test_lengthening_a_nearly_root_comes_before_the_second_scout() -> None:
+    """The quickstart at ff 1.0 without noise: the root meets R2 only, so its next child trains longer."""
+    searcher = _searcher(2)
+    searcher.suggest("root")
+    searcher.suggest("scout 1")
+    searcher.on_trial_complete("root", NEARLY_W)
+    config = searcher.suggest("next")
+    assert (config[SEARCH_KEY]["strategy"], config[SEARCH_KEY]["parent"]) == ("exploit", 1)
+    assert config[SEARCH_KEY]["mutation"].startswith("data_augmentation_loop: 15 -> ")
+    assert config["training"]["data_augmentation_loop"] >= 2.5 * 15  # LONGER_RANGE: x 2.5-4
+    assert config["training"]["learning_rate_W_start"] == BASE["training"]["learning_rate_W_start"]
 
 
 def test_no_scouts_by_default_and_validation() -> None:

@@ -6,7 +6,7 @@ fails at random. Every searcher gets the same budget per block, sequential trial
 TPE runs in an Optuna ask/tell loop (Ray's OptunaSearch wraps the same sampler; Ray's per-trial
 overhead would make 20 seeds x 3 searchers impractical on 2 cores). Run:
 
-    .venv/bin/python benchmarks/searcher_landscape.py --seeds 20 --budget 40 --ucb-c 0.1 --sweep
+    .venv/bin/python benchmarks/searcher_landscape.py --seeds 20 --budget 40 --scouts 2 --sweep
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from typing import Any
 
 import optuna
 
+from ntune.study_config import StudyConfig
 from searchers.objective import classify, score
 from searchers.space import parse_space
+from searchers.tree import DEFAULT_UCB_C
 from searchers.ucb import SEARCH_KEY, UCBTreeSearcher, get_dotted
 
 SWEEP_C = (0.05, 0.1, 0.3, 0.7, 1.414)
@@ -77,7 +79,9 @@ def outcome(history: list[dict[str, Any]]) -> tuple[int, float]:
     return first, max(score(m, WEIGHTS) for m in history)
 
 
-def run_ucb(seed: int, budget: int, ucb_c: float = 1.414, n_scouts: int = 0) -> list[tuple[int, float]]:
+def run_ucb(
+    seed: int, budget: int, ucb_c: float = DEFAULT_UCB_C, n_scouts: int = 0
+) -> list[tuple[int, float]]:
     searcher = UCBTreeSearcher(
         space=SPACE,
         base_config=BASE,
@@ -160,9 +164,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--budget", type=int, default=40, help="trials per block")
-    parser.add_argument("--ucb-c", type=float, default=1.414, help="exploration constant of the UCB tree")
     parser.add_argument(
-        "--scouts", type=int, default=0, help="space-filling children of each root (study: scouts)"
+        "--ucb-c",
+        type=float,
+        default=DEFAULT_UCB_C,
+        help="exploration constant of the UCB tree (study default)",
+    )
+    parser.add_argument(
+        "--scouts",
+        type=int,
+        default=StudyConfig.model_fields["scouts"].default,
+        help="space-filling children of each root (study field scouts; default: the study default)",
     )
     parser.add_argument("--sweep", action="store_true", help=f"also print the UCB tree for c in {SWEEP_C}")
     args = parser.parse_args()
@@ -195,9 +207,11 @@ def main() -> None:
             f"best score {results[name]['best'] / ucb['best']:.3f}x"
         )
     if args.sweep:
-        print(f"\nUCB tree, exploration constant sweep (same seeds)\n{header}")
+        print(f"\nUCB tree, exploration constant sweep (same seeds, scouts={args.scouts})\n{header}")
         for c in SWEEP_C:
-            row = summarize([r for seed in seeds for r in run_ucb(seed, args.budget, c)], args.budget)
+            row = summarize(
+                [r for seed in seeds for r in run_ucb(seed, args.budget, c, args.scouts)], args.budget
+            )
             print(
                 f"{'ucb-tree c=' + format(c, 'g'):<17} {row['first']:>24.1f} {row['found']:>24.0%} {row['best']:>11.3f}"
             )

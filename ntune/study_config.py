@@ -29,6 +29,7 @@ from ntune.config import (
 from ntune.guards import BAD_NAME_CHARS
 from searchers.objective import default_thresholds, default_weights
 from searchers.space import validate_domain
+from searchers.tree import DEFAULT_UCB_C
 
 CONFIG_SECTIONS = ("simulation", "graph_model", "training", "description", "dataset")
 OBJECTIVE_METRICS = ("connectivity_R2", "cluster_accuracy", "test_R2", "test_pearson")
@@ -116,7 +117,9 @@ class StudyConfig(_Model):
         ..., description="Dotted key -> domain (type, low, high | values)."
     )
     n_iter_block: Int = Field(12, gt=0, description="Trials per block (> 0).")
-    ucb_c: FiniteFloat = Field(1.414, ge=0, description="Exploration constant c of UCB (>= 0).")
+    ucb_c: FiniteFloat = Field(
+        DEFAULT_UCB_C, ge=0, description="Exploration constant c of UCB (>= 0; scores lie in [0, 1])."
+    )
     formula: Literal["ucb", "puct"] = Field(
         "ucb", description="'ucb' (mean + c sqrt(ln N / n)) or upstream 'puct'."
     )

@@ -14,6 +14,9 @@ from searchers.objective import default_weights, metric_value
 from searchers.space import config_key
 
 FORMULAS = ("ucb", "puct")
+# Scores lie in [0, 1]: c = 0.1 keeps the bonus of a fresh leaf near real score differences; it beat
+# 0.05-1.414 on the synthetic landscape (docs/benchmarks_searcher.md). The textbook sqrt(2) drowns them.
+DEFAULT_UCB_C = 0.1
 
 
 @dataclass
@@ -66,7 +69,7 @@ class Tree:
         label: str,
         block_value: Any = None,
         *,
-        ucb_c: float = 1.414,
+        ucb_c: float = DEFAULT_UCB_C,
         formula: str = "ucb",
         robustness_repeats: int = 3,
         weights: Mapping[str, float] | None = None,

@@ -23,7 +23,7 @@ from searchers.objective import classify, default_weights, metric_value, score
 from searchers.policy import BlockState, Decision, decide, record
 from searchers.record import SEARCH_KEY, SearchRecord
 from searchers.space import Domain, parse_space
-from searchers.tree import FORMULAS, Tree
+from searchers.tree import DEFAULT_UCB_C, FORMULAS, Tree
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class UCBTreeSearcher(Searcher):
         blocks: Mapping[str, list[Any]] | None = None,
         weights: Mapping[str, float] | None = None,
         thresholds: Mapping[str, float] | None = None,
-        ucb_c: float = 1.414,
+        ucb_c: float = DEFAULT_UCB_C,
         n_iter_block: int = 12,
         robustness_repeats: int = 3,
         retry_failed: int = 1,

@@ -356,6 +356,7 @@ def run_one(
         "budget": budget,
         "repeats": study.robustness_repeats,
         "robustness": "in-budget" if kind == "ucb" else "verified",
+        "slots": study.max_concurrent_trials,  # the verify-as-you-go replay runs as many at once
         "trials": trials,
         "verification": reruns,
         "wall_s": round(time.monotonic() - start, 1),
@@ -417,7 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     if args.table:
         data = json.loads(Path(args.table).read_text())
-        print(markdown(summarize(data["runs"]), data.get("meta")))
+        slots = (data.get("meta") or {}).get("max_concurrent_trials", 1)
+        runs = [{"slots": slots, **run} for run in data["runs"]]  # files from before runs carried their slots
+        print(markdown(summarize(runs), data.get("meta")))
         return 0
     try:
         study, base = load_study(args.study, args.overrides)

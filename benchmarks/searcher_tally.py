@@ -11,9 +11,12 @@ is re-tabulated without re-training. Definitions, the same for every searcher:
   first robust = the position of the run that completed the first robust config.
 * random search and TPE (``robustness: verified``): they never re-run a config, so after the search each
   converged config is re-run with ``robustness_repeats - 1`` new seeds outside the budget. Trials to
-  first robust = what a verify-as-you-go wrapper would have spent: the search trials up to the config
-  that proves robust, the re-runs of every converged config before it (each stopped at its first
-  re-run that did not converge), and its own re-runs.
+  first robust = what a verify-as-you-go wrapper with the same ``slots`` (``max_concurrent_trials``)
+  would have spent, replayed with each trial's measured training time: the search trials start in
+  suggestion order; as soon as a config's first run completes converged, its re-runs (one at a time,
+  stopped at the first that did not converge) go ahead of new search trials; the count is the
+  completion-order position of the re-run that made a config robust, as for the tree. With one slot
+  this is the search trials up to that config plus the re-runs before and of it.
 * Trials to first robust is budget + 1 when no config proved robust or the count exceeds the budget
   (a verify-as-you-go wrapper with the same budget would not have got there).
 * **best score**: the highest score among the budget's trials; **training min**: their summed training time.
@@ -26,10 +29,11 @@ is re-tabulated without re-training. Definitions, the same for every searcher:
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import statistics
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,41 +75,57 @@ def _first_robust_in_budget(trials: Sequence[Trial], repeats: int) -> int | None
     return None
 
 
-def _reruns(run: Run) -> dict[str, list[bool]]:
-    """config id -> converged? of its verification re-runs, in repeat order."""
-    out: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+def _reruns(run: Run) -> dict[str, list[Trial]]:
+    """config id -> its verification re-runs, in repeat order."""
+    out: dict[str, list[Trial]] = defaultdict(list)
     for trial in run.get("verification", []):
-        out[config_id(trial["params"])].append((int(trial.get("repeat", 0)), converged(trial)))
-    return {key: [ok for _, ok in sorted(items)] for key, items in out.items()}
+        out[config_id(trial["params"])].append(trial)
+    return {key: sorted(items, key=lambda t: int(t.get("repeat", 0))) for key, items in out.items()}
+
+
+def _minutes(trial: Trial) -> float:
+    return float(trial.get("metrics", {}).get("training_time_min", 0.0))
 
 
 def _first_robust_verified(
-    trials: Sequence[Trial], reruns: Mapping[str, list[bool]], repeats: int
+    trials: Sequence[Trial], reruns: Mapping[str, list[Trial]], repeats: int, slots: int
 ) -> int | None:
-    spent, verified = 0, set()
-    for trial in trials:
-        spent += 1
-        key = config_id(trial["params"])
-        if not converged(trial) or key in verified:
+    """The verify-as-you-go replay (module doc): an event loop over ``slots`` running trials."""
+    search = deque(sorted(trials, key=lambda t: int(t.get("suggested", t.get("index", 0)))))
+    ready: deque[tuple[str, int]] = deque()  # (config id, re-run number) allowed to start
+    running: list[
+        tuple[float, int, str, int, Trial]
+    ] = []  # (end time, start order, config id, re-run, trial)
+    verified: set[str] = set()
+    started = completed = 0
+    now = 0.0
+    while True:
+        while len(running) < slots and (ready or search):
+            key, k = ready.popleft() if ready else (config_id(search[0]["params"]), -1)
+            trial = reruns[key][k] if k >= 0 else search.popleft()
+            heapq.heappush(running, (now + _minutes(trial), started, key, k, trial))
+            started += 1
+        if not running:
+            return None
+        now, _, key, k, trial = heapq.heappop(running)
+        completed += 1
+        if not converged(trial) or (k < 0 and key in verified):
             continue
         verified.add(key)
-        results = reruns.get(key, [])
-        for ok in results:
-            spent += 1
-            if not ok:
-                break
-        else:
-            if len(results) >= repeats - 1:
-                return spent
-    return None
+        if k + 2 >= repeats:  # this run completed the config's repeats, all converged
+            return completed
+        if k + 1 < len(reruns.get(key, [])):
+            ready.append((key, k + 1))
 
 
 def first_robust(run: Run) -> int | None:
-    """Trials (search and, for ``verified`` runs, re-runs) spent up to the first robust config; None if none."""
+    """Trials (search and, for ``verified`` runs, re-runs) spent up to the first robust config; None if none.
+
+    A ``verified`` run is replayed with ``run["slots"]`` concurrent trials (1 when absent)."""
     trials, repeats = run["trials"], int(run["repeats"])
     if run["robustness"] == "in-budget":
         return _first_robust_in_budget(trials, repeats)
-    return _first_robust_verified(trials, _reruns(run), repeats)
+    return _first_robust_verified(trials, _reruns(run), repeats, int(run.get("slots", 1)))
 
 
 def robust_configs(run: Run) -> int:
@@ -116,7 +136,7 @@ def robust_configs(run: Run) -> int:
         for trial in run["trials"]:
             runs[config_id(trial["params"])].append(converged(trial))
         return sum(len(v) >= repeats and all(v) for v in runs.values())
-    reruns = _reruns(run)
+    reruns = {key: [converged(t) for t in items] for key, items in _reruns(run).items()}
     found = {config_id(t["params"]) for t in run["trials"] if converged(t)}
     return sum(len(reruns.get(k, [])) >= repeats - 1 and all(reruns.get(k, [])) for k in found)
 

@@ -175,6 +175,30 @@ def test_tally_counts_and_ratios_on_a_hand_made_trial_list() -> None:
     assert "| 0.5 | 0.9900 | ntune UCB tree | 2 | 3.5 | 1/2 | 4.0 | 1/2 | 0.625 | 0.5 | 0.0 | 0.00 |" in table
 
 
+def _replay(slots: int, trials: list, reruns: list) -> int:
+    run = _run("random", 0, trials, reruns)
+    for k, trial in enumerate(trials):
+        trial["suggested"] = k
+    return searcher_tally.outcome({**run, "slots": slots}).first_robust
+
+
+def test_verify_as_you_go_replays_the_concurrent_slots() -> None:
+    """Random search / TPE re-runs are counted as a wrapper with the same concurrency would spend them."""
+    # equal times: with one slot A, A's re-run -> 2; with two, B started beside A completes before the
+    # re-run, which starts when A completes -> 3 (the tree's best case at 2 slots too)
+    trials = [_trial(A, True, minutes=1.0), _trial(B, False, minutes=1.0), _trial(C, False, minutes=1.0)]
+    assert _replay(1, trials, [_trial(A, True, repeat=1, minutes=1.0)]) == 2
+    assert _replay(2, trials, [_trial(A, True, repeat=1, minutes=1.0)]) == 3
+    # measured times decide the order: B (1 min) completes and is re-run (1 min) while A (3 min) trains
+    trials = [_trial(A, True, minutes=3.0), _trial(B, True, minutes=1.0), _trial(C, False, minutes=1.0)]
+    reruns = [_trial(A, True, repeat=1, minutes=3.0), _trial(B, True, repeat=1, minutes=1.0)]
+    assert _replay(2, trials, reruns) == 2
+    assert _replay(1, trials, reruns) == 2  # A, then its re-run
+    # a failed re-run stops that config; the next converged one is verified
+    reruns = [_trial(A, False, repeat=1, minutes=1.0), _trial(B, True, repeat=1, minutes=1.0)]
+    assert _replay(1, [_trial(A, True, minutes=1.0), _trial(B, True, minutes=1.0)], reruns) == 4
+
+
 def test_training_minutes_to_first_converged_and_their_ratio() -> None:
     runs = [
         # UCB: converged at trial 2 after 1 + 2 minutes; a seed that never converged counts its whole budget

@@ -43,7 +43,10 @@ def test_valid_study_resolves_base_and_defaults(tmp_path: Path) -> None:
     assert base["training"]["n_epochs"] == 2
     assert base["training"]["coeff_W_L1"] == 1e-5  # default filled in
     assert study.threads == 1
-    assert (study.ucb_c, study.scouts) == (0.1, 2)  # issue 15: c = 0.1 beat sqrt(2) (docs/benchmarks_searcher.md)
+    assert (study.ucb_c, study.scouts) == (
+        0.1,
+        2,
+    )  # issue 15: c = 0.1 beat sqrt(2) (docs/benchmarks_searcher.md)
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*_study.yaml")), ids=lambda p: p.name)

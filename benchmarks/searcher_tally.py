@@ -60,9 +60,13 @@ def first_converged(trials: Sequence[Trial]) -> int | None:
     return next((k for k, t in enumerate(trials, 1) if converged(t)), None)
 
 
+def _minutes(trial: Trial) -> float:
+    return float(trial.get("metrics", {}).get("training_time_min", 0.0))
+
+
 def training_min(trials: Iterable[Trial]) -> float:
     """Summed training time (minutes) of ``trials``."""
-    return sum(float(t.get("metrics", {}).get("training_time_min", 0.0)) for t in trials)
+    return sum(_minutes(t) for t in trials)
 
 
 def _first_robust_in_budget(trials: Sequence[Trial], repeats: int) -> int | None:
@@ -83,8 +87,7 @@ def _reruns(run: Run) -> dict[str, list[Trial]]:
     return {key: sorted(items, key=lambda t: int(t.get("repeat", 0))) for key, items in out.items()}
 
 
-def _minutes(trial: Trial) -> float:
-    return float(trial.get("metrics", {}).get("training_time_min", 0.0))
+Running = tuple[float, int, str, int, Trial]  # (end time, start order, config id, re-run number or -1, trial)
 
 
 def _first_robust_verified(
@@ -93,9 +96,7 @@ def _first_robust_verified(
     """The verify-as-you-go replay (module doc): an event loop over ``slots`` running trials."""
     search = deque(sorted(trials, key=lambda t: int(t.get("suggested", t.get("index", 0)))))
     ready: deque[tuple[str, int]] = deque()  # (config id, re-run number) allowed to start
-    running: list[
-        tuple[float, int, str, int, Trial]
-    ] = []  # (end time, start order, config id, re-run, trial)
+    running: list[Running] = []  # a heap: the next to complete first
     verified: set[str] = set()
     started = completed = 0
     now = 0.0

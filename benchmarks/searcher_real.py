@@ -387,7 +387,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--study", default="configs/quickstart_study.yaml", help="study YAML")
     parser.add_argument("--levels", default="1.0,0.5,0.25,0.1", help="block values, comma separated")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per searcher and level (0 .. n-1)")
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="seeds per searcher and level (first .. first+n-1)"
+    )
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="the first seed (add seeds to an earlier run's; default 0)"
+    )
     parser.add_argument("--budget", type=int, default=None, help="trials per block (default: n_iter_block)")
     parser.add_argument("--searchers", default=",".join(SEARCHERS), help="comma separated: ucb,random,tpe")
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="study override a.b=c")
@@ -409,6 +414,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--levels: give at least one block value, e.g. 1.0,0.5")
     if args.seeds < 1:
         parser.error(f"--seeds: must be >= 1, got {args.seeds}")
+    if args.first_seed < 0:
+        parser.error(f"--first-seed: must be >= 0, got {args.first_seed}")
     if args.budget is not None and args.budget < 1:
         parser.error(f"--budget: must be >= 1, got {args.budget}")
     return args
@@ -446,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     try:
         for level in args.level_values:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 for kind in args.kinds:
                     show = _progress(kind, level, seed, budget)
                     runs.append(run_one(kind, study, base, level, budget, seed, on_trial=show))

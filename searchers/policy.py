@@ -473,9 +473,11 @@ def scout(
 
     Scout j takes every numeric parameter from stratum ``strata[key][j]`` of ``n_scouts`` equal slices
     of its range (a Latin hypercube: each key's permutation drawn once per block), at a uniform point of
-    the slice; choices and the cost parameters (``duration_keys``: a scout costs what the root costs,
-    training is lengthened by the tree's rules only) keep the root's value. One-parameter moves from a
-    poor root are slow on an easy landscape; a few scattered starts give the tree other branches.
+    the slice; choices keep the root's value. The cost parameters (``duration_keys``) are sliced from the
+    root's value up to their upper bound, never below: a scout runs only while nothing has met an
+    objective, where the tree's rule is more training before less (:func:`memory`), so no scout costs
+    less than the root. One-parameter moves from a poor root are slow on an easy landscape; a few
+    scattered starts give the tree other branches.
 
     Scouts are for a poor start: once a reported run of the block has met an objective (converged, or
     ``NEARLY``), the remaining scouts are dropped and the tree's informed moves (lengthening, the guided
@@ -483,8 +485,8 @@ def scout(
     """
     root = tree.nodes[min(tree.nodes)]
     done = sum(1 for n in tree.nodes.values() if n.strategy == "scout")
-    cost = set(duration_keys(space))
-    numeric = [k for k, d in space.items() if d.is_numeric and k not in cost]
+    numeric = [k for k, d in space.items() if d.is_numeric]
+    floor = {k: space[k].quantile(root.params[k]) for k in duration_keys(space) if k in numeric}
     met = any(
         r.classification == "converged" or r.classification in NEARLY
         for n in tree.nodes.values()
@@ -496,7 +498,9 @@ def scout(
         block.strata = {k: rng.sample(range(n_scouts), n_scouts) for k in numeric}
     params = dict(root.params)
     for key in numeric:
-        params[key] = space[key].at_quantile((block.strata[key][done] + rng.random()) / n_scouts)
+        q = (block.strata[key][done] + rng.random()) / n_scouts  # uniform in stratum j of [0, 1]
+        low = floor.get(key, 0.0)  # cost keys: the slices divide [root, high]
+        params[key] = space[key].at_quantile(low + q * (1.0 - low))
     return Decision("scout", parent=root.id, params=params, mutation=f"scout {done + 1}/{n_scouts}")
 
 

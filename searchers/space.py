@@ -91,6 +91,19 @@ class Domain:
             value = self.low + q * (self.high - self.low)
         return int(round(value)) if self.type == "int" else _round(value)
 
+    def quantile(self, value: float) -> float:
+        """The fraction along the range where ``value`` lies, clipped to [0, 1] (inverse of ``at_quantile``
+        for numeric domains; 0 for a zero that ``allow_zero`` admits on a log range)."""
+        if self.high == self.low:
+            return 0.0
+        if self._log_scale:
+            if value <= 0:
+                return 0.0
+            q = (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+        else:
+            q = (value - self.low) / (self.high - self.low)
+        return min(max(q, 0.0), 1.0)
+
     @property
     def _log_scale(self) -> bool:
         return self.type == "loguniform" or (self.type == "int" and self.log)

@@ -65,7 +65,27 @@ def test_scouts_form_a_latin_hypercube_of_root_children() -> None:
         strata = sorted(int(_quantile(f"training.{key}", c["training"][key]) * n) for c in scouts)
         assert strata == list(range(n)), key
     assert all(c["training"]["optimizer"] == "adam" for c in scouts)  # choices keep the root's value
-    assert all(c["training"]["data_augmentation_loop"] == 15 for c in scouts)  # and so does the cost
+    # the cost is sliced over [root, high] = [15, 60]: stratum j of n is [15 + 45 j / n, 15 + 45 (j + 1) / n]
+    loops = sorted(c["training"]["data_augmentation_loop"] for c in scouts)
+    for j, v in enumerate(loops):  # within its stratum, up to the integer rounding
+        assert 15 + 45 * j / n - 0.5 <= v <= 15 + 45 * (j + 1) / n + 0.5, loops
+
+
+def test_a_scout_never_costs_less_than_the_root() -> None:
+    """A root at the cost key's upper bound keeps it in every scout; one at 50 gives scouts in [50, 60]."""
+    for root_loops, allowed in ((60, {60}), (50, set(range(50, 61)))):
+        base = {"training": {**BASE["training"], "data_augmentation_loop": root_loops}}
+        searcher = UCBTreeSearcher(space=SPACE, base_config=base, n_scouts=4, n_iter_block=8, seed=5)
+        configs = [searcher.suggest(str(i)) for i in range(5)]
+        assert [c[SEARCH_KEY]["strategy"] for c in configs] == ["root"] + ["scout"] * 4
+        assert {c["training"]["data_augmentation_loop"] for c in configs[1:]} <= allowed
+
+
+def test_quantile_inverts_at_quantile() -> None:
+    log = parse_domain("x", {"type": "loguniform", "low": 1e-4, "high": 1e-1, "allow_zero": True})
+    assert log.quantile(10**-2.5) == pytest.approx(0.5) and log.quantile(0.0) == 0.0
+    assert parse_domain("n", {"type": "int", "low": 10, "high": 60}).quantile(15) == pytest.approx(0.1)
+    assert parse_domain("n", {"type": "int", "low": 10, "high": 60}).quantile(99) == 1.0
 
 
 def test_robustness_test_of_a_poor_roots_scout_comes_before_the_next_scout() -> None:

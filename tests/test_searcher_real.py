@@ -244,6 +244,7 @@ def test_a_saved_run_is_tabulated_again(tmp_path: Path, capsys: pytest.CaptureFi
         (["--searchers", "ucb,grid"], "--searchers"),
         (["--levels", "1.0,x"], "--levels"),
         (["--budget", "0"], "--budget"),
+        (["--first-seed", "-1"], "--first-seed"),
     ],
 )
 def test_bad_arguments_name_the_field_and_exit_2(

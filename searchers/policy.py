@@ -1,6 +1,7 @@
 """Which config to run next in a block: the strategies, first that applies, and guided mutations.
 
-Order: root (empty tree), retry, robustness-test, failure-probe, explore, transfer, exploit.
+Order: root (empty tree), retry, robustness-test, scout, replicate (a second seed of a lengthening in
+flight), failure-probe, explore, transfer, exploit.
 Guided mutations are data (``GUIDED_RULES``): a condition on the parent's best run and the
 parameters (by leaf name) to move, with a direction and a factor range; the rules of the weakest
 objective fire first. Moves follow a direction memory read from the tree (``memory``) and the
@@ -427,7 +428,7 @@ def decide(
     ]
     if testing:
         return Decision("robustness-test", node_id=max(testing, key=lambda n: (n.mean_score, -n.id)).id)
-    decision = scout(tree, block, space, rng, n_scouts)
+    decision = scout(tree, block, space, rng, n_scouts) or replicate(tree, space, robustness_repeats)
     if decision is not None:
         return decision
     if block.consec_converged >= PROBE_AFTER:
@@ -469,12 +470,18 @@ def decide(
 def scout(
     tree: Tree, block: BlockState, space: Mapping[str, Domain], rng: random.Random, n_scouts: int
 ) -> Decision | None:
-    """The next of ``n_scouts`` space-filling children of the root, or None when all exist.
+    """The next of ``n_scouts`` children of the root that fill the slots before it reports; None when all exist.
 
-    Scout j takes every numeric parameter from stratum ``strata[key][j]`` of ``n_scouts`` equal slices
-    of its range (a Latin hypercube: each key's permutation drawn once per block), at a uniform point of
-    the slice; choices keep the root's value. The cost parameters (``duration_keys``) are sliced from the
-    root's value up to their upper bound, never below: a scout runs only while nothing has met an
+    Scout 1 is the root trained longer, when the space has a cost parameter (``duration_keys``) below its
+    upper bound: the tree's own first move from a root that meets one objective (:func:`free_mutation`,
+    by ``LONGER_RANGE``), started before the root reports. Under-training is the commonest way a
+    config falls short here (docs/science.md), and with the lengthening in flight the root's result
+    says at once whether its config is right but short.
+
+    The other scouts are a Latin hypercube: scout j takes every numeric parameter from stratum
+    ``strata[key][j]`` of equal slices of its range (each key's permutation drawn once per block), at
+    a uniform point of the slice; choices keep the root's value. The cost parameters are sliced from
+    the root's value up to their upper bound, never below: a scout runs only while nothing has met an
     objective, where the tree's rule is more training before less (:func:`memory`), so no scout costs
     less than the root. One-parameter moves from a poor root are slow on an easy landscape; a few
     scattered starts give the tree other branches.
@@ -486,22 +493,58 @@ def scout(
     root = tree.nodes[min(tree.nodes)]
     done = sum(1 for n in tree.nodes.values() if n.strategy == "scout")
     numeric = [k for k, d in space.items() if d.is_numeric]
+    longer = [(k, +1) for k in duration_keys(space) if k in numeric and root.params[k] < space[k].high]
+    if done >= n_scouts or not numeric or _met(tree):
+        return None
+    if longer and done == 0:
+        mutation = _directed(tree, root, space, rng, longer, Memory(), LONGER_RANGE, log=True)
+        if mutation is not None:
+            text = f"scout 1/{n_scouts}: {mutation.text}"
+            return Decision("scout", parent=root.id, params=mutation.params, mutation=text, key=mutation.key)
+    j, n = (done - 1, n_scouts - 1) if longer else (done, n_scouts)  # the Latin hypercube's scouts
+    if n <= 0:
+        return None
     floor = {k: space[k].quantile(root.params[k]) for k in duration_keys(space) if k in numeric}
-    met = any(
+    if {k: len(v) for k, v in block.strata.items()} != dict.fromkeys(numeric, n):
+        block.strata = {k: rng.sample(range(n), n) for k in numeric}
+    params = dict(root.params)
+    for key in numeric:
+        q = (block.strata[key][max(j, 0)] + rng.random()) / n  # uniform in stratum j of [0, 1]
+        low = floor.get(key, 0.0)  # cost keys: the slices divide [root, high]
+        params[key] = space[key].at_quantile(low + q * (1.0 - low))
+    return Decision("scout", parent=root.id, params=params, mutation=f"scout {done + 1}/{n_scouts}")
+
+
+def _met(tree: Tree) -> bool:
+    """Whether a reported run of the block has met an objective (converged, or ``NEARLY``)."""
+    return any(
         r.classification == "converged" or r.classification in NEARLY
         for n in tree.nodes.values()
         for r in n.runs
     )
-    if done >= n_scouts or not numeric or met:
+
+
+def replicate(tree: Tree, space: Mapping[str, Domain], robustness_repeats: int) -> Decision | None:
+    """A second seed of a lengthening still in flight, while no run of the block has converged.
+
+    A node that met one objective (``NEARLY``) is trained longer first (:func:`free_mutation`). While
+    that longer child runs, another lengthening of the node would differ from it by less than
+    ``LONGER_RANGE`` spans, i.e. by about what a seed changes; a second seed of the child costs the
+    same, and it is the child's robustness test should the child converge. Once a run has converged
+    the robustness tests follow results (``decide``), and this stops.
+    """
+    keys = duration_keys(space)
+    if any(n.converged for n in tree.nodes.values()):
         return None
-    if {k: len(v) for k, v in block.strata.items()} != dict.fromkeys(numeric, n_scouts):
-        block.strata = {k: rng.sample(range(n_scouts), n_scouts) for k in numeric}
-    params = dict(root.params)
-    for key in numeric:
-        q = (block.strata[key][done] + rng.random()) / n_scouts  # uniform in stratum j of [0, 1]
-        low = floor.get(key, 0.0)  # cost keys: the slices divide [root, high]
-        params[key] = space[key].at_quantile(low + q * (1.0 - low))
-    return Decision("scout", parent=root.id, params=params, mutation=f"scout {done + 1}/{n_scouts}")
+    for node in tree.nodes.values():
+        if node.best is None or node.best.classification not in NEARLY:
+            continue
+        for child in (tree.nodes[c] for c in node.children):
+            key = mutated_key(tree, child)
+            in_flight = not child.runs and 0 < len(child.pending) < robustness_repeats
+            if in_flight and key in keys and move_sign(space[key], node.params[key], child.params[key]) > 0:
+                return Decision("robustness-test", node_id=child.id)
+    return None
 
 
 def _transfer(tree: Tree, block: BlockState, neighbours: Sequence[Tree]) -> Decision | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from searchers.dotted import get_dotted
 from searchers.record import SEARCH_KEY
 from searchers.space import parse_domain
 from searchers.ucb import UCBTreeSearcher
@@ -51,24 +52,51 @@ def test_at_quantile_closed_forms() -> None:
     assert [choice.at_quantile(q) for q in (0.0, 0.34, 0.99, 1.0)] == ["a", "b", "c", "c"]
 
 
-def test_scouts_form_a_latin_hypercube_of_root_children() -> None:
-    """With the root still running, the next n suggestions are scouts, one per stratum of every numeric key."""
-    n = 3
+def _strata(configs: list[dict[str, Any]], key: str, n: int) -> list[int]:
+    return sorted(int(_quantile(key, get_dotted(c, key)) * n) for c in configs)
+
+
+def test_first_scout_is_the_root_trained_longer() -> None:
+    """Scout 1 changes only the cost key, by LONGER_RANGE (x 2.5-4): the tree's first move from a nearly root."""
+    searcher = _searcher(2)
+    root, first = searcher.suggest("root"), searcher.suggest("scout 1")
+    record = first[SEARCH_KEY]
+    assert (record["strategy"], record["parent"]) == ("scout", root[SEARCH_KEY]["node"])
+    loops = first["training"]["data_augmentation_loop"]
+    assert 37 <= loops <= 60 and record["mutation"] == f"scout 1/2: data_augmentation_loop: 15 -> {loops}"
+    assert {k: first["training"][k] for k in BASE["training"]} == {
+        **BASE["training"],
+        "data_augmentation_loop": loops,
+    }
+
+
+def test_other_scouts_form_a_latin_hypercube_of_root_children() -> None:
+    """With the root still running, scouts 2..n are one per stratum (of n - 1) of every numeric key."""
+    n = 4
     searcher = _searcher(n)
     configs = [searcher.suggest(str(i)) for i in range(n + 2)]
     records = [c[SEARCH_KEY] for c in configs]
     assert [r["strategy"] for r in records[: n + 1]] == ["root"] + ["scout"] * n
     assert records[n + 1]["strategy"] != "scout"
     assert all(r["parent"] == records[0]["node"] for r in records[1 : n + 1])
-    scouts = configs[1 : n + 1]
-    for key in ("learning_rate_W_start", "coeff_W_L1"):
-        strata = sorted(int(_quantile(f"training.{key}", c["training"][key]) * n) for c in scouts)
-        assert strata == list(range(n)), key
+    scouts = configs[2 : n + 1]
+    for key in ("training.learning_rate_W_start", "training.coeff_W_L1"):
+        assert _strata(scouts, key, n - 1) == list(range(n - 1)), key
     assert all(c["training"]["optimizer"] == "adam" for c in scouts)  # choices keep the root's value
-    # the cost is sliced over [root, high] = [15, 60]: stratum j of n is [15 + 45 j / n, 15 + 45 (j + 1) / n]
+    # the cost is sliced over [root, high] = [15, 60]: stratum j of m is [15 + 45 j / m, 15 + 45 (j + 1) / m]
     loops = sorted(c["training"]["data_augmentation_loop"] for c in scouts)
     for j, v in enumerate(loops):  # within its stratum, up to the integer rounding
-        assert 15 + 45 * j / n - 0.5 <= v <= 15 + 45 * (j + 1) / n + 0.5, loops
+        assert 15 + 45 * j / (n - 1) - 0.5 <= v <= 15 + 45 * (j + 1) / (n - 1) + 0.5, loops
+
+
+def test_without_a_cost_key_every_scout_is_in_the_latin_hypercube() -> None:
+    space = {k: v for k, v in SPACE.items() if k != "training.data_augmentation_loop"}
+    n = 3
+    searcher = UCBTreeSearcher(space=space, base_config=BASE, n_scouts=n, n_iter_block=8, seed=3)
+    configs = [searcher.suggest(str(i)) for i in range(n + 1)]
+    assert [c[SEARCH_KEY]["strategy"] for c in configs] == ["root"] + ["scout"] * n
+    for key in ("training.learning_rate_W_start", "training.coeff_W_L1"):
+        assert _strata(configs[1:], key, n) == list(range(n)), key
 
 
 def test_a_scout_never_costs_less_than_the_root() -> None:
@@ -111,17 +139,42 @@ def test_scouts_stop_once_a_run_met_an_objective(first: dict[str, Any]) -> None:
     assert all(r["strategy"] != "scout" for r in records)
 
 
-def test_lengthening_a_nearly_root_comes_before_the_second_scout() -> None:
-    """The quickstart at ff 1.0 without noise: the root meets R2 only, so its next child trains longer."""
-    searcher = _searcher(2)
+def test_a_nearly_root_replicates_its_lengthening_in_flight() -> None:
+    """The quickstart at ff 1.0 without noise: the root meets R2 only while its lengthening runs; the next
+    trial is a second seed of that lengthening (its robustness test), not another length or a scout."""
+    searcher = _searcher(2, robustness_repeats=2)
     searcher.suggest("root")
-    searcher.suggest("scout 1")
+    longer = searcher.suggest("scout 1")
     searcher.on_trial_complete("root", NEARLY_W)
-    config = searcher.suggest("next")
-    assert (config[SEARCH_KEY]["strategy"], config[SEARCH_KEY]["parent"]) == ("exploit", 1)
-    assert config[SEARCH_KEY]["mutation"].startswith("data_augmentation_loop: 15 -> ")
-    assert config["training"]["data_augmentation_loop"] >= 2.5 * 15  # LONGER_RANGE: x 2.5-4
-    assert config["training"]["learning_rate_W_start"] == BASE["training"]["learning_rate_W_start"]
+    again = searcher.suggest("next")
+    assert again[SEARCH_KEY]["strategy"] == "robustness-test"
+    assert again[SEARCH_KEY]["node"] == longer[SEARCH_KEY]["node"]
+    assert {k: again["training"][k] for k in BASE["training"]} == {
+        k: longer["training"][k] for k in BASE["training"]
+    }
+    assert again["training"]["seed"] != longer["training"]["seed"]
+    searcher.on_trial_complete("scout 1", CONVERGED)
+    searcher.on_trial_complete("next", CONVERGED)
+    tree = searcher.trees[longer[SEARCH_KEY]["block"]]
+    assert tree.nodes[longer[SEARCH_KEY]["node"]].robust
+    assert searcher.suggest("after")[SEARCH_KEY]["strategy"] not in ("robustness-test", "scout")
+
+
+def test_no_replicate_once_a_run_converged_or_without_repeats() -> None:
+    """A converged root gets its own robustness test; the lengthening in flight is not replicated."""
+    searcher = _searcher(2, robustness_repeats=2)
+    searcher.suggest("root")
+    longer = searcher.suggest("scout 1")[SEARCH_KEY]["node"]
+    searcher.on_trial_complete("root", CONVERGED)
+    test = searcher.suggest("root again")[SEARCH_KEY]
+    assert (test["strategy"], test["node"]) == ("robustness-test", 1)
+    assert searcher.suggest("next")[SEARCH_KEY]["node"] != longer
+    single = _searcher(2, robustness_repeats=1)
+    single.suggest("root")
+    longer = single.suggest("scout 1")[SEARCH_KEY]["node"]
+    single.on_trial_complete("root", NEARLY_W)
+    record = single.suggest("next")[SEARCH_KEY]
+    assert record["node"] != longer and record["strategy"] == "exploit"
 
 
 def test_no_scouts_by_default_and_validation() -> None:

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from searcher_tally import SEARCHERS, config_id, markdown, summarize
+from searcher_tally import SEARCHERS, config_id, markdown, merge, summarize
 
 from ntune.config import ConfigError, config_from_dict, get_dotted, set_dotted
 from ntune.study_config import StudyConfig, load_study
@@ -397,7 +397,14 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--searchers", default=",".join(SEARCHERS), help="comma separated: ucb,random,tpe")
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="study override a.b=c")
     parser.add_argument("--out", default=None, help="JSON of every trial (rewritten after each run)")
-    parser.add_argument("--table", default=None, help="re-tabulate this JSON (no training)")
+    parser.add_argument(
+        "--table",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="re-tabulate these JSON files, no training (several: merged, a later file's run of the same "
+        "searcher, level and seed replacing an earlier one; with --out, the merged file is written there)",
+    )
     parser.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray)")
     args = parser.parse_args(argv)
     args.kinds = [s.strip() for s in args.searchers.split(",") if s.strip()]
@@ -424,7 +431,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     if args.table:
-        data = json.loads(Path(args.table).read_text())
+        try:
+            data = merge([json.loads(Path(name).read_text()) for name in args.table])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            print(f"error: --table: {err}", file=sys.stderr)
+            return 2
+        if args.out:
+            Path(args.out).write_text(json.dumps(data, separators=(",", ":")))
         slots = (data.get("meta") or {}).get("max_concurrent_trials", 1)
         runs = [{"slots": slots, **run} for run in data["runs"]]  # files from before runs carried their slots
         print(markdown(summarize(runs), data.get("meta")))

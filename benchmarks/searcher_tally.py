@@ -192,6 +192,33 @@ class Row:
     min_to_converged: float
 
 
+MERGE_KEYS = ("study", "overrides", "budget", "robustness_repeats", "max_concurrent_trials")
+
+
+def merge(files: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One results file from several ``{"meta", "runs"}`` files of the same setup.
+
+    Their metas must agree on ``MERGE_KEYS`` (``ValueError`` naming the first that differs); ceilings
+    are united. A later file's run replaces an earlier run of the same searcher, level and seed. Runs
+    come out by level (densest first), searcher (``SEARCHERS``) and seed.
+    """
+    meta: dict[str, Any] = {}
+    ceilings: dict[str, float] = {}
+    runs: dict[tuple[float, str, int], Run] = {}
+    for data in files:
+        other = data.get("meta") or {}
+        for key in MERGE_KEYS:
+            if key in meta and key in other and meta[key] != other[key]:
+                raise ValueError(f"{key}: {meta[key]!r} in one file, {other[key]!r} in another")
+        meta.update({k: other[k] for k in MERGE_KEYS if k in other and k not in meta})
+        ceilings.update(other.get("ceilings") or {})
+        for run in data["runs"]:
+            runs[(float(run["level"]), str(run["searcher"]), int(run["seed"]))] = run
+    meta["ceilings"] = dict(sorted(ceilings.items(), key=lambda kv: -float(kv[0])))
+    order = sorted(runs, key=lambda k: (-k[0], _order(k[1]), k[2]))
+    return {"meta": meta, "runs": [runs[k] for k in order]}
+
+
 def summarize(runs: Iterable[Run]) -> list[Row]:
     """One row per (block value, searcher), block values in first-seen order, searchers ucb, random, tpe."""
     groups: dict[tuple[str, str], list[Run]] = defaultdict(list)

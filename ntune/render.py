@@ -84,6 +84,10 @@ def parent_rule(rec: dict[str, Any]) -> str:
         return "root: the study's base config for this block"
     if strategy == "robustness-test":
         return f"robustness-test of node {node}: another seed of a converged config"
+    if strategy == "replicate":
+        return f"replicate of node {node}: another seed of a lengthening still running"
+    if strategy == "scout":
+        return f"scout from node {parent}: started before the root reported"
     if strategy == "retry":
         return f"retry of node {node}: its only run failed"
     if strategy == "failure-probe":

@@ -130,9 +130,9 @@ class StudyConfig(_Model):
     scouts: Int = Field(
         2,
         ge=0,
-        description="Space-filling start: children of each block's root drawn from a Latin hypercube over "
-        "the numeric parameters, before the one-parameter moves, until a run of the block meets an objective "
-        "(>= 0; 0 = none).",
+        description="Children of each block's root started before it reports: the root trained longer "
+        "(when a cost key is searched), then a Latin hypercube over the numeric parameters; until a run of the "
+        "block meets an objective (>= 0; 0 = none).",
     )
     resources: Resources = Field(default_factory=Resources)
     max_concurrent_trials: Int = Field(2, ge=1, description="Trials running at once (>= 1).")

@@ -20,7 +20,17 @@ from searchers.objective import FAILED_STATUSES, metric_value
 from searchers.space import FACTOR_RANGE, Domain, Mutation, mutate_one
 from searchers.tree import Node, Tree
 
-STRATEGIES = ("root", "scout", "retry", "robustness-test", "failure-probe", "explore", "transfer", "exploit")
+STRATEGIES = (
+    "root",
+    "scout",
+    "retry",
+    "robustness-test",
+    "replicate",
+    "failure-probe",
+    "explore",
+    "transfer",
+    "exploit",
+)
 PROBE_AFTER = 3  # consecutive converged runs in the block before a failure probe
 CHANCE_CLUSTER = 0.5  # cluster accuracy below this counts as "near chance"
 SHRINK_SLOPE = 0.5  # |slope| below this counts as "slope << 1"
@@ -543,7 +553,7 @@ def replicate(tree: Tree, space: Mapping[str, Domain], robustness_repeats: int) 
             key = mutated_key(tree, child)
             in_flight = not child.runs and 0 < len(child.pending) < robustness_repeats
             if in_flight and key in keys and move_sign(space[key], node.params[key], child.params[key]) > 0:
-                return Decision("robustness-test", node_id=child.id)
+                return Decision("replicate", node_id=child.id)
     return None
 
 

@@ -62,8 +62,8 @@ class UCBTreeSearcher(Searcher):
         """``block_budgets`` (block value -> trials) overrides ``n_iter_block`` for the blocks it names;
         ``block_overrides`` (block value -> {dotted key: value}) changes the base config of the blocks it
         names, their root included (e.g. a longer training at the dense level); ``n_scouts`` children
-        of each root are a space-filling start (a Latin hypercube over the numeric parameters,
-        ``searchers.policy.scout``) before the one-parameter moves."""
+        of each root fill the slots before it reports (the root trained longer, then a Latin hypercube
+        over the numeric parameters, ``searchers.policy.scout``), before the one-parameter moves."""
         self.space: dict[str, Domain] = parse_space(space)
         _check(
             base_config is None or isinstance(base_config, Mapping),

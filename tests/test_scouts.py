@@ -147,7 +147,7 @@ def test_a_nearly_root_replicates_its_lengthening_in_flight() -> None:
     longer = searcher.suggest("scout 1")
     searcher.on_trial_complete("root", NEARLY_W)
     again = searcher.suggest("next")
-    assert again[SEARCH_KEY]["strategy"] == "robustness-test"
+    assert again[SEARCH_KEY]["strategy"] == "replicate"
     assert again[SEARCH_KEY]["node"] == longer[SEARCH_KEY]["node"]
     assert {k: again["training"][k] for k in BASE["training"]} == {
         k: longer["training"][k] for k in BASE["training"]
@@ -157,7 +157,7 @@ def test_a_nearly_root_replicates_its_lengthening_in_flight() -> None:
     searcher.on_trial_complete("next", CONVERGED)
     tree = searcher.trees[longer[SEARCH_KEY]["block"]]
     assert tree.nodes[longer[SEARCH_KEY]["node"]].robust
-    assert searcher.suggest("after")[SEARCH_KEY]["strategy"] not in ("robustness-test", "scout")
+    assert searcher.suggest("after")[SEARCH_KEY]["strategy"] not in ("robustness-test", "replicate", "scout")
 
 
 def test_no_replicate_once_a_run_converged_or_without_repeats() -> None:

@@ -238,6 +238,35 @@ def test_a_saved_run_is_tabulated_again(tmp_path: Path, capsys: pytest.CaptureFi
     assert "| 0.5 | random search | 1.75 | 0.80 |" in capsys.readouterr().out
 
 
+def test_results_files_merge_later_runs_replacing_earlier(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two files of one setup: the second's UCB seed 0 replaces the first's; the table is the merged one's."""
+    meta = {"budget": 4, "max_concurrent_trials": 2, "ceilings": {"0.5": 0.99}}
+    rerun = _run("ucb", 0, [_trial(B, True, 0.96), _trial(B, True, 0.97)] * 2)
+    first, second, merged = (tmp_path / n for n in ("a.json", "b.json", "merged.json"))
+    first.write_text(searcher_real.json.dumps({"meta": meta, "runs": HAND_MADE}))
+    second.write_text(
+        searcher_real.json.dumps({"meta": {**meta, "ceilings": {"1.0": 0.98}}, "runs": [rerun]})
+    )
+    assert searcher_real.main(["--table", str(first), str(second), "--out", str(merged)]) == 0
+    data = searcher_real.json.loads(merged.read_text())
+    assert data["meta"]["ceilings"] == {"1.0": 0.98, "0.5": 0.99}
+    assert [(r["searcher"], r["seed"]) for r in data["runs"]] == [
+        ("ucb", 0),
+        ("ucb", 1),
+        ("random", 0),
+        ("tpe", 0),
+    ]
+    assert data["runs"][0] == rerun
+    rows = {r.searcher: r for r in searcher_tally.summarize(data["runs"])}
+    assert (rows["ucb"].first_converged, rows["ucb"].first_robust) == (3.0, 3.5)  # (1 + 5) / 2, (2 + 5) / 2
+    assert "| 0.5 | 0.9900 | ntune UCB tree | 2 | 3.0 | 1/2 | 3.5 | 1/2 |" in capsys.readouterr().out
+    second.write_text(searcher_real.json.dumps({"meta": {**meta, "budget": 8}, "runs": [rerun]}))
+    assert searcher_real.main(["--table", str(first), str(second)]) == 2
+    assert "budget: 4 in one file, 8 in another" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "field"),
     [

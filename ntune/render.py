@@ -87,7 +87,7 @@ def parent_rule(rec: dict[str, Any]) -> str:
     if strategy == "replicate":
         return f"replicate of node {node}: another seed of a lengthening still running"
     if strategy == "scout":
-        return f"scout from node {parent}: started before the root reported"
+        return f"scout from node {parent}: the root trained longer, or a Latin-hypercube start"
     if strategy == "retry":
         return f"retry of node {node}: its only run failed"
     if strategy == "failure-probe":

@@ -519,7 +519,8 @@ def scout(
         block.strata = {k: rng.sample(range(n), n) for k in numeric}
     params = dict(root.params)
     for key in numeric:
-        q = (block.strata[key][max(j, 0)] + rng.random()) / n  # uniform in stratum j of [0, 1]
+        stratum = block.strata[key][max(j, 0)]  # j = -1 only if scout 1 found no lengthening
+        q = (stratum + rng.random()) / n  # uniform in stratum j of [0, 1]
         low = floor.get(key, 0.0)  # cost keys: the slices divide [root, high]
         params[key] = space[key].at_quantile(low + q * (1.0 - low))
     return Decision("scout", parent=root.id, params=params, mutation=f"scout {done + 1}/{n_scouts}")
@@ -538,9 +539,9 @@ def replicate(tree: Tree, space: Mapping[str, Domain], robustness_repeats: int) 
     """A second seed of a lengthening still in flight, while no run of the block has converged.
 
     A node that met one objective (``NEARLY``) is trained longer first (:func:`free_mutation`). While
-    that longer child runs, another lengthening of the node would differ from it by less than
-    ``LONGER_RANGE`` spans, i.e. by about what a seed changes; a second seed of the child costs the
-    same, and it is the child's robustness test should the child converge. Once a run has converged
+    that longer child runs, another lengthening of the node would be a near-duplicate of it (both
+    ``LONGER_RANGE`` times the node's length); a second seed of the child costs the same, and it is
+    the child's robustness test should the child converge. Once a run has converged
     the robustness tests follow results (``decide``), and this stops.
     """
     keys = duration_keys(space)

@@ -25,6 +25,9 @@ is re-tabulated without re-training. Definitions, the same for every searcher:
   trials to first converged, since the searched duration parameters set what a trial costs.
 * **robust configs**: UCB: robust configs within its budget; random / TPE: converged configs of the
   search whose re-runs all converged.
+* **± SE**: the standard error of a mean over seeds, ``stdev / sqrt(seeds)`` (nan with one seed). The
+  searchers' seeds are independent runs, so a difference of two means has SE
+  ``sqrt(SE_ntune**2 + SE_other**2)``; a difference within about two of them is within seed noise.
 """
 
 from __future__ import annotations
@@ -190,6 +193,8 @@ class Row:
     robust_configs: float
     train_min: float
     min_to_converged: float
+    first_converged_se: float = math.nan
+    first_robust_se: float = math.nan
 
 
 MERGE_KEYS = ("study", "overrides", "budget", "robustness_repeats", "max_concurrent_trials")
@@ -245,9 +250,16 @@ def summarize(runs: Iterable[Run]) -> list[Row]:
                     robust_configs=statistics.mean(o.robust_configs for o in outs),
                     train_min=statistics.mean(o.train_min for o in outs),
                     min_to_converged=statistics.mean(o.min_to_converged for o in outs),
+                    first_converged_se=standard_error([o.first_converged for o in outs]),
+                    first_robust_se=standard_error([o.first_robust for o in outs]),
                 )
             )
     return rows
+
+
+def standard_error(values: Sequence[float]) -> float:
+    """The standard error of the mean of ``values``: sample stdev / sqrt(n); nan for fewer than two."""
+    return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
 
 
 def _order(name: str) -> tuple[int, str]:
@@ -263,6 +275,10 @@ class Ratio:
     converged: float
     robust: float
     minutes: float  # the same ratio for training minutes to first converged
+    converged_diff: float = math.nan  # ntune's mean trials minus the other's, to first converged
+    converged_diff_se: float = math.nan  # its standard error (module doc)
+    robust_diff: float = math.nan
+    robust_diff_se: float = math.nan
 
 
 def ratios(rows: Sequence[Row]) -> list[Ratio]:
@@ -280,6 +296,10 @@ def ratios(rows: Sequence[Row]) -> list[Ratio]:
                 converged=_div(ucb.first_converged, row.first_converged),
                 robust=_div(ucb.first_robust, row.first_robust),
                 minutes=_div(ucb.min_to_converged, row.min_to_converged),
+                converged_diff=ucb.first_converged - row.first_converged,
+                converged_diff_se=math.hypot(ucb.first_converged_se, row.first_converged_se),
+                robust_diff=ucb.first_robust - row.first_robust,
+                robust_diff_se=math.hypot(ucb.first_robust_se, row.first_robust_se),
             )
         )
     return out
@@ -303,30 +323,42 @@ def markdown(rows: Sequence[Row], meta: Mapping[str, Any] | None = None) -> str:
         ceiling = ceilings.get(repr(r.level))
         lines.append(
             f"| {r.level} | {_num(ceiling, 4)} | {NAMES.get(r.searcher, r.searcher)} | {r.seeds} | "
-            f"{r.first_converged:.1f} | {r.converged_seeds}/{r.seeds} | {r.first_robust:.1f} | "
+            f"{_pm(r.first_converged, r.first_converged_se, 1)} | {r.converged_seeds}/{r.seeds} | "
+            f"{_pm(r.first_robust, r.first_robust_se, 1)} | "
             f"{r.robust_seeds}/{r.seeds} | {r.best_score:.3f} | {r.robust_configs:.1f} | {r.train_min:.1f} | "
             f"{r.min_to_converged:.2f} |"
         )
     lines += [
         "",
         "| block value | ntune / | trials to 1st converged | trials to 1st robust | "
-        "training min to 1st converged |",
-        "|---|---|---|---|---|",
+        "training min to 1st converged | difference, trials to 1st converged | "
+        "difference, trials to 1st robust |",
+        "|---|---|---|---|---|---|---|",
     ]
     for q in ratios(rows):
         lines.append(
-            f"| {q.level} | {NAMES.get(q.other, q.other)} | {q.converged:.2f} | {q.robust:.2f} | {q.minutes:.2f} |"
+            f"| {q.level} | {NAMES.get(q.other, q.other)} | {q.converged:.2f} | {q.robust:.2f} | {q.minutes:.2f} | "
+            f"{_pm(q.converged_diff, q.converged_diff_se, 2, sign=True)} | "
+            f"{_pm(q.robust_diff, q.robust_diff_se, 2, sign=True)} |"
         )
     lines += [
         "",
         "Trial counts are means over seeds in completion order; budget + 1 counts a seed that did not get "
         "there within the budget. Robust: robustness_repeats runs of a config, all converged (random and "
         "TPE: re-runs outside the budget, counted as a verify-as-you-go wrapper would spend them). "
-        "Ratios below 1: the UCB tree needed fewer trials. Training min: the budget's summed training time "
+        "Ratios below 1 and negative differences: the UCB tree needed fewer trials. ± one standard error "
+        "over seeds; a difference's SE is that of two independent means, and a difference within about two "
+        "of them is within seed noise. Training min: the budget's summed training time "
         "(the searched values, e.g. data_augmentation_loop, set what a trial costs); to 1st converged: up to and "
         "including the first converged trial (the whole budget's when none did), its ratio the cost-aware one.",
     ]
     return "\n".join(lines)
+
+
+def _pm(mean: float, se: float, digits: int, sign: bool = False) -> str:
+    """``mean ± se`` (just the mean when se is nan, i.e. one seed)."""
+    text = f"{mean:+.{digits}f}" if sign else f"{mean:.{digits}f}"
+    return text if math.isnan(se) else f"{text} ± {se:.{digits}f}"
 
 
 def _num(value: Any, digits: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,10 @@ def test_tally_counts_and_ratios_on_a_hand_made_trial_list() -> None:
     table = searcher_tally.markdown(searcher_tally.summarize(HAND_MADE), {"ceilings": {repr(LEVEL): 0.99}})
     assert "| 0.5 | random search | 1.75 | 0.80 |" in table
     assert "| 0.5 | Optuna TPE | 3.50 | 2.00 |" in table
-    assert "| 0.5 | 0.9900 | ntune UCB tree | 2 | 3.5 | 1/2 | 4.0 | 1/2 | 0.625 | 0.5 | 0.0 | 0.00 |" in table
+    assert (
+        "| 0.5 | 0.9900 | ntune UCB tree | 2 | 3.5 ± 1.5 | 1/2 | 4.0 ± 1.0 | 1/2 | 0.625 | 0.5 | 0.0 | 0.00 |"
+        in table
+    )
 
 
 def _replay(slots: int, trials: list, reruns: list) -> int:
@@ -231,6 +235,32 @@ def test_training_minutes_to_first_converged_and_their_ratio() -> None:
     assert "| 0.5 | random search | 3.50 | 1.00 | 0.90 |" in table
 
 
+def test_standard_errors_over_seeds_and_of_the_differences() -> None:
+    """SE = stdev / sqrt(seeds); a difference of two searchers' means has SE sqrt(SE_a**2 + SE_b**2)."""
+    runs = [
+        _run("ucb", 0, [_trial(A, True)]),  # converged at 1, never robust (5)
+        _run("ucb", 1, [_trial(A, False), _trial(B, False), _trial(C, True)]),  # at 3
+        _run("random", 0, [_trial(A, False), _trial(B, True)]),  # at 2
+        _run("random", 1, [_trial(A, False), _trial(B, True)]),  # at 2
+        _run("random", 2, [_trial(A, False)] * 4),  # none: 5
+    ]
+    rows = {r.searcher: r for r in searcher_tally.summarize(runs)}
+    # ucb [1, 3]: mean 2, stdev sqrt(2), SE 1; random [2, 2, 5]: mean 3, stdev sqrt(3), SE 1
+    assert (rows["ucb"].first_converged, rows["ucb"].first_converged_se) == (2.0, pytest.approx(1.0))
+    assert (rows["random"].first_converged, rows["random"].first_converged_se) == (3.0, pytest.approx(1.0))
+    assert (rows["ucb"].first_robust_se, rows["random"].first_robust_se) == (0.0, 0.0)  # 5 on every seed
+    (ratio,) = searcher_tally.ratios(list(rows.values()))
+    assert (ratio.converged_diff, ratio.converged_diff_se) == (-1.0, pytest.approx(math.sqrt(2)))
+    assert (ratio.robust_diff, ratio.robust_diff_se) == (0.0, 0.0)
+    table = searcher_tally.markdown(list(rows.values()))
+    assert "| 0.5 | - | ntune UCB tree | 2 | 2.0 ± 1.0 | 2/2 | 5.0 ± 0.0 | 0/2 |" in table
+    assert "| -1.00 ± 1.41 | +0.00 ± 0.00 |" in table
+    # one seed has no SE: the mean alone
+    (one,) = searcher_tally.summarize(runs[:1])
+    assert math.isnan(one.first_converged_se)
+    assert "| 0.5 | - | ntune UCB tree | 1 | 1.0 | 1/1 | 5.0 | 0/1 |" in searcher_tally.markdown([one])
+
+
 def test_a_saved_run_is_tabulated_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "results.json"
     path.write_text(searcher_real.json.dumps({"meta": {}, "runs": HAND_MADE}))
@@ -261,7 +291,9 @@ def test_results_files_merge_later_runs_replacing_earlier(
     assert data["runs"][0] == rerun
     rows = {r.searcher: r for r in searcher_tally.summarize(data["runs"])}
     assert (rows["ucb"].first_converged, rows["ucb"].first_robust) == (3.0, 3.5)  # (1 + 5) / 2, (2 + 5) / 2
-    assert "| 0.5 | 0.9900 | ntune UCB tree | 2 | 3.0 | 1/2 | 3.5 | 1/2 |" in capsys.readouterr().out
+    assert (
+        "| 0.5 | 0.9900 | ntune UCB tree | 2 | 3.0 ± 2.0 | 1/2 | 3.5 ± 1.5 | 1/2 |" in capsys.readouterr().out
+    )
     second.write_text(searcher_real.json.dumps({"meta": {**meta, "budget": 8}, "runs": [rerun]}))
     assert searcher_real.main(["--table", str(first), str(second)]) == 2
     assert "budget: 4 in one file, 8 in another" in capsys.readouterr().err

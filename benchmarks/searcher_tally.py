@@ -193,8 +193,8 @@ class Row:
     robust_configs: float
     train_min: float
     min_to_converged: float
-    first_converged_se: float = math.nan
-    first_robust_se: float = math.nan
+    first_converged_se: float
+    first_robust_se: float
 
 
 MERGE_KEYS = ("study", "overrides", "budget", "robustness_repeats", "max_concurrent_trials")
@@ -275,10 +275,10 @@ class Ratio:
     converged: float
     robust: float
     minutes: float  # the same ratio for training minutes to first converged
-    converged_diff: float = math.nan  # ntune's mean trials minus the other's, to first converged
-    converged_diff_se: float = math.nan  # its standard error (module doc)
-    robust_diff: float = math.nan
-    robust_diff_se: float = math.nan
+    converged_diff: float  # ntune's mean trials minus the other's, to first converged
+    converged_diff_se: float  # its standard error (module doc)
+    robust_diff: float
+    robust_diff_se: float
 
 
 def ratios(rows: Sequence[Row]) -> list[Ratio]:

@@ -76,12 +76,16 @@ def run_level(
     out: Path,
     cache: str | None,
     overrides: tuple[str, ...] = (),
+    first_seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Simulate, train every (grid point, seed), append the rows to landscape.jsonl, save the best scatter.
 
-    ``overrides`` (the base's ``--set`` list) is stored in every row, so rows of runs with different
-    bases stay apart."""
-    configs = [member_config(base, level, p, s) for p in points for s in range(seeds)]
+    Seeds are ``first_seed .. first_seed + seeds - 1``: runs of other seeds of the same point and base
+    (separate processes, one per core) append to the same file and are summarised together, and the
+    level's scatter is replaced only by a better member's. ``overrides`` (the base's ``--set`` list) is
+    stored in every row, so rows of runs with different bases stay apart."""
+    seed_range = range(first_seed, first_seed + seeds)
+    configs = [member_config(base, level, p, s) for p in points for s in seed_range]
     start = time.perf_counter()
     data = load_or_simulate(configs[0].simulation, cache_dir=cache)
     sim_s = time.perf_counter() - start
@@ -123,14 +127,18 @@ def run_level(
         f.writelines(json.dumps(r) + "\n" for r in rows)
     scores = [float(r["score"]) for r in rows]
     best = scores.index(max(scores))
+    path = out / f"scatter_{level:g}.npz"
+    if path.exists() and float(np.load(path).get("score", -math.inf)) >= scores[best]:
+        return rows
     W_eff = scale_corrected_W(results[best].model, data)  # (N, N)
     off = ~np.eye(len(W_eff), dtype=bool)
     x, y = data.W[off], W_eff[off]
     pick = np.random.default_rng(0).choice(len(x), min(len(x), SCATTER_PAIRS), replace=False)
     np.savez_compressed(
-        out / f"scatter_{level:g}.npz",
+        path,
         W_true=x[pick].astype(np.float32),
         W_learned=y[pick].astype(np.float32),
+        score=np.float64(scores[best]),
     )
     return rows
 
@@ -207,10 +215,18 @@ def main() -> None:
     parser.add_argument("--levels", default="1.0,0.75,0.5,0.25,0.1,0.05")
     parser.add_argument("--grid", action="append", default=[], help="KEY=v1,v2,... (repeatable: product)")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per grid point")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the first training seed (seeds first .. first+n-1): split a level's seeds over processes",
+    )
     parser.add_argument("--out", type=Path, default=Path("landscape_grid"))
     parser.add_argument("--cache", default=None, help="simulation cache folder (default: ntune's)")
     parser.add_argument("--report", action="store_true", help="only summarise --out and draw its figures")
     args = parser.parse_args()
+    if args.seeds < 1 or args.first_seed < 0:
+        parser.error(f"--seeds must be >= 1 and --first-seed >= 0, got {args.seeds} and {args.first_seed}")
     if args.report:
         report(args.out)
         return
@@ -219,11 +235,15 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     dev = base["training"]["device"]
     print(
-        f"torch {torch.__version__}, cuda {torch.cuda.is_available()}, device {dev}, {len(points)} points x {args.seeds} seeds"
+        f"torch {torch.__version__}, cuda {torch.cuda.is_available()}, device {dev}, {len(points)} points x {args.seeds} seeds from {args.first_seed}"
     )
     for level in (float(x) for x in args.levels.split(",")):
         print_summary(
-            level_summary(run_level(base, level, points, args.seeds, args.out, args.cache, tuple(args.set)))
+            level_summary(
+                run_level(
+                    base, level, points, args.seeds, args.out, args.cache, tuple(args.set), args.first_seed
+                )
+            )
         )
 
 

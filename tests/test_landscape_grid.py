@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -79,7 +80,18 @@ def test_tiny_run_matches_fit_and_reports(tmp_path: Path) -> None:
     expected = fit(alone, simulate(alone.simulation)).metrics
     assert rows[3]["connectivity_R2"] == pytest.approx(expected["connectivity_R2"], abs=1e-4)
     assert len((tmp_path / "landscape.jsonl").read_text().splitlines()) == 4
+    assert float(np.load(tmp_path / "scatter_0.5.npz")["score"]) == max(r["score"] for r in rows)
+    later = landscape_grid.run_level(
+        base, 0.5, points[1:], 1, tmp_path, str(tmp_path / "cache"), ("x=1",), first_seed=1
+    )
+    assert [r["seed"] for r in later] == [1]
+    assert later[0]["connectivity_R2"] == pytest.approx(rows[3]["connectivity_R2"], abs=1e-4)
+    assert float(np.load(tmp_path / "scatter_0.5.npz")["score"]) == max(r["score"] for r in rows + later)
     summaries = landscape_grid.report(tmp_path)
     assert [s["level"] for s in summaries] == [0.5]
+    assert sorted(len(v["seeds"]) for v in summaries[0]["points"].values()) == [
+        2,
+        3,
+    ]  # the later seed joins its point
     assert (tmp_path / "landscape.png").stat().st_size > 0
     assert (tmp_path / "W_scatter_0.5.png").stat().st_size > 0

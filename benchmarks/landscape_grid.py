@@ -128,8 +128,10 @@ def run_level(
     scores = [float(r["score"]) for r in rows]
     best = scores.index(max(scores))
     path = out / f"scatter_{level:g}.npz"
-    if path.exists() and float(np.load(path).get("score", -math.inf)) >= scores[best]:
-        return rows
+    if path.exists():
+        with np.load(path) as kept:
+            if float(kept.get("score", -math.inf)) >= scores[best]:
+                return rows
     W_eff = scale_corrected_W(results[best].model, data)  # (N, N)
     off = ~np.eye(len(W_eff), dtype=bool)
     x, y = data.W[off], W_eff[off]

@@ -32,9 +32,9 @@ class Trial(Bare):
     def __init__(self) -> None:
         import torch  # noqa: F401
 
-        import ntune.population  # noqa: F401
-        import ntune.simulate  # noqa: F401
-        import ntune.train  # noqa: F401
+        import ntune.data.simulate  # noqa: F401
+        import ntune.learn.population  # noqa: F401
+        import ntune.learn.train  # noqa: F401
 
 
 def fresh(cls: Any, n: int) -> list[float]:

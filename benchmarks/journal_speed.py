@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ntune.journal import Journal
-from ntune.records import SEARCH_KEY, make_record
+from ntune.study.journal import Journal
+from ntune.study.records import SEARCH_KEY, make_record
 from searchers.objective import classify, score
 from searchers.tree import Tree
 

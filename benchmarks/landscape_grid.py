@@ -4,7 +4,7 @@
         --grid training.coeff_W_L1=1e-5,1e-4 --seeds 3 --set training.data_augmentation_loop=20 --out DIR
 
 For each level: simulate (or read the cache), the identifiability ceiling, then every grid point x
-every training seed trained at once by ``ntune.population.train_population`` (on CUDA one captured
+every training seed trained at once by ``ntune.learn.population.train_population`` (on CUDA one captured
 graph per step). A grid point is **robust** when all its seeds converge (DESIGN: 3 of 3). Writes, as it
 goes (a run cut short keeps the finished levels):
 
@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from ntune.config import NtuneConfig, config_from_dict, load_config, parse_overrides, set_dotted
-from ntune.population import train_population
-from ntune.simulate import load_or_simulate
-from ntune.train import scale_corrected_W
+from ntune.data.load import load_or_simulate
+from ntune.learn.population import train_population
+from ntune.learn.train import scale_corrected_W
 from searchers.objective import classify, score
 
 LEVEL_KEY = "simulation.connectivity_filling_factor"

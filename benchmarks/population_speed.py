@@ -3,7 +3,7 @@
     python benchmarks/population_speed.py --device cuda [--sizes 100 1000] [--ks 1 4 16 64]
 
 Unlike ``trial_speed.py`` (CPU, the bare eager step), this times the real trainers on real simulated
-data: ``ntune.train.fit`` for one config and ``ntune.population.train_population`` for K configs (on
+data: ``ntune.learn.train.fit`` for one config and ``ntune.learn.population.train_population`` for K configs (on
 CUDA the population step is one captured CUDA graph). Each variant trains for ``n``, ``3n`` and ``n``
 iterations; the difference removes the fixed costs (model set-up, graph capture, final metrics and
 rollout), so the figure read is member-iterations per second of the loop itself. One run, ratios
@@ -18,9 +18,9 @@ import time
 import torch
 
 from ntune.config import NtuneConfig, config_from_dict, load_config
-from ntune.population import train_population
-from ntune.simulate import SimData, simulate
-from ntune.train import fit
+from ntune.data.simulate import SimData, simulate
+from ntune.learn.population import train_population
+from ntune.learn.train import fit
 
 BATCH = 8
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import optuna
 
-from ntune.study_config import StudyConfig
+from ntune.study.config import StudyConfig
 from searchers.objective import classify, score
 from searchers.space import parse_space
 from searchers.tree import DEFAULT_UCB_C

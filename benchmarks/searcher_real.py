@@ -1,10 +1,10 @@
 """Searcher on the real trainer: ntune's UCB tree vs random search vs Optuna TPE, each through Ray Tune.
 
-One harness (``run_search``): the study's trainable (``ntune.study.make_trainable``), base config, space,
+One harness (``run_search``): the study's trainable (``ntune.tune.trainable.make_trainable``), base config, space,
 objective, per-trial resources and ``max_concurrent_trials``, one block value at a time, ``budget`` trials,
 run through a real ``tune.Tuner`` with one of three searchers:
 
-* ``ucb``: ntune's searcher (``ntune.study.build_searcher``) on a study holding only that block, with
+* ``ucb``: ntune's searcher (``ntune.tune.driver.build_searcher``) on a study holding only that block, with
   ``n_iter_block = budget`` and ``seed``; it spends part of its budget on robustness re-runs.
 * ``random``: Tune's ``BasicVariantGenerator`` (``random_state = seed``) over the study's space mapped to
   Tune domains (``tune_domain``).
@@ -40,7 +40,7 @@ from typing import Any
 from searcher_tally import SEARCHERS, config_id, markdown, merge, summarize
 
 from ntune.config import ConfigError, config_from_dict, get_dotted, set_dotted
-from ntune.study_config import StudyConfig, load_study
+from ntune.study.config import StudyConfig, load_study
 from searchers.objective import classify, score
 from searchers.record import SEARCH_KEY
 from searchers.space import Domain, format_value, parse_space
@@ -106,7 +106,7 @@ def block_base(study: StudyConfig, base: dict[str, Any], level: Any) -> dict[str
 
 def ceiling(study: StudyConfig, base: dict[str, Any], level: Any) -> float:
     """The block's identifiability ceiling (simulates and caches its data first if needed)."""
-    from ntune.simulate import load_or_simulate
+    from ntune.data.load import load_or_simulate
 
     data = load_or_simulate(config_from_dict(block_base(study, base, level)).simulation)
     return float(data.summary.get("ceiling", float("nan")))
@@ -114,7 +114,7 @@ def ceiling(study: StudyConfig, base: dict[str, Any], level: Any) -> float:
 
 def root_params(study: StudyConfig, base: dict[str, Any]) -> dict[str, Any]:
     """The UCB tree's root config (base values, or the domain's default or centre): TPE's warm start."""
-    from ntune.study import build_searcher
+    from ntune.tune.driver import build_searcher
 
     return dict(build_searcher(study, base).root_params)
 
@@ -127,7 +127,7 @@ def run_seed(seed: int, params: dict[str, Any], repeat: int) -> int:
 
 def seeded_trainable(study: StudyConfig, seed: int) -> Callable[[dict[str, Any]], None]:
     """The study's trainable with ``training.seed = run_seed(...)`` and a re-run's values applied."""
-    from ntune.study import make_trial
+    from ntune.tune.trainable import make_trial
 
     trainable = make_trial(study)  # the plain function: the seeded wrapper is the trial Tune runs
     keys = list(study.space)
@@ -278,7 +278,8 @@ def run_search(
     one = block_study(study, level, budget, seed)
     common: dict[str, Any] = {"num_samples": budget, "seed": seed, "on_trial": on_trial, "storage": storage}
     if kind == "ucb":
-        from ntune.study import build_searcher, make_trainable
+        from ntune.tune.driver import build_searcher
+        from ntune.tune.trainable import make_trainable
 
         searcher = build_searcher(one, base)
         return _fit(one, make_trainable(one), param_space=None, search_alg=searcher, **common)

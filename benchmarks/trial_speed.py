@@ -7,7 +7,7 @@ machine; the ratios are what to read):
 
 * the quickstart step (N = 100, batch 8, 1 thread): the reference eager step of ``fit`` and, with
   ``--compile``, the same loss under ``torch.compile`` (inductor) with its compile time;
-* member-steps per second of populations K = 1, 4, 16 (``ntune.population``) against single trials
+* member-steps per second of populations K = 1, 4, 16 (``ntune.learn.population``) against single trials
   (the step of ``fit``) at N = 100 and N = 1000;
 * memory per member at N = 1000 (W, MLPs, their gradients and Adam state, plus the activations autograd
   saves for one step, counted with saved-tensor hooks) and the largest K that fits an 80 GB GPU.
@@ -22,9 +22,9 @@ from collections.abc import Callable
 import torch
 
 from ntune.config import NtuneConfig, config_from_dict, load_config
-from ntune.population import PopulationGNN
-from ntune.population_optim import BatchedOptimizer
-from ntune.train import init_model, l1_coefficient, loss_terms, make_optimizer
+from ntune.learn.optim import BatchedOptimizer
+from ntune.learn.population import PopulationGNN
+from ntune.learn.train import init_model, l1_coefficient, loss_terms, make_optimizer
 
 GPU_BYTES = 80e9
 GPU_USABLE = 0.9  # CUDA context, allocator slack and workspaces take the rest
@@ -66,7 +66,7 @@ def population_step(config: NtuneConfig, K: int, u: torch.Tensor, y: torch.Tenso
     lr = torch.tensor(
         [[tc.learning_rate_W_start, tc.learning_rate_embedding_start, tc.learning_rate_start]] * K
     )
-    optimizer = BatchedOptimizer(model, tc.optimizer, lr)
+    optimizer = BatchedOptimizer(model.param_groups(), tc.optimizer, lr)
     coeffs = tuple(
         torch.full((K,), float(c))
         for c in (l1_coefficient(config), tc.coeff_lin_phi_zero, tc.coeff_edge_diff)

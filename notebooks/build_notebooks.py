@@ -35,8 +35,8 @@ NB01 = [
         "# One network: simulate, train, check\n\n"
         "Simulate a PDE_N2 network, train a SignalGNN on it, and look at what it learned: the W scatter "
         "(learned against true connectivity), the neuron embedding, and a rollout of the learned model "
-        "from the first held-out frame. Uses ntune's public API only: `ntune.config`, `ntune.simulate`, "
-        "`ntune.train`, `ntune.metrics`, `ntune.plots`."
+        "from the first held-out frame. Uses ntune's public API only: `ntune.config`, `ntune.data.simulate`, "
+        "`ntune.learn.train`, `ntune.learn.metrics`, `ntune.plots`."
     ),
     new_code_cell(
         "# Parameters (environment variables override them; tests/test_notebooks.py uses a tiny network)\n"
@@ -51,10 +51,10 @@ NB01 = [
         "import numpy as np\n"
         "import torch\n\n"
         "from ntune.config import dump_config, load_config\n"
-        "from ntune.metrics import rollout_scores\n"
+        "from ntune.learn.metrics import rollout_scores\n"
         "from ntune.plots import plot_activity, plot_connectivity\n"
-        "from ntune.simulate import load_or_simulate\n"
-        "from ntune.train import figures, fit, rollout\n\n"
+        "from ntune.data.simulate import load_or_simulate\n"
+        "from ntune.learn.train import figures, fit, rollout\n\n"
         "torch.set_num_threads(1)  # one thread is fastest at quickstart size\n" + SHOW
     ),
     new_markdown_cell("## The run config\n\nValidated on load; `OVERRIDES` are dotted `key=value` settings."),
@@ -123,7 +123,7 @@ NB02 = [
         "Reads an experiment folder (`storage_path/<name>`, finished or still running, local or copied "
         "from a cluster): the sparsity comparison table, R² and cluster accuracy against the filling "
         "factor, the searcher's tree per block, and the W scatter of each block's best trial. Uses "
-        "`ntune.export.load_experiment` and `ntune.export.best_records`, and the files the study keeps "
+        "`ntune.report.export.load_experiment` and `ntune.report.export.best_records`, and the files the study keeps "
         "in the folder (`trees/<block>.png`, `ucb/<block>.txt`, each trial's `W_scatter.png`)."
     ),
     new_code_cell(
@@ -137,7 +137,7 @@ NB02 = [
         "import matplotlib.pyplot as plt\n"
         "import pandas as pd\n"
         "from IPython.display import Markdown\n\n"
-        "from ntune.export import best_records, load_experiment\n\n"
+        "from ntune.report.export import best_records, load_experiment\n\n"
         + SHOW
         + "\n\n\n"
         "exp = Path(EXPERIMENT)\n"

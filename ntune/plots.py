@@ -16,8 +16,6 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from ntune.simulate import SimData
-
 
 def plot_activity(ax: Axes, u: np.ndarray, dt: float, n_traces: int = 100) -> None:
     """Up to ``n_traces`` evenly chosen neuron traces of u (T, N), vertically offset, time in units of dt."""
@@ -209,7 +207,7 @@ def save_figure(draw: Callable[[Axes], None], path: Path, figsize: tuple[float, 
     plt.close(fig)
 
 
-def save_data_plots(data: SimData, folder: Path) -> None:
+def save_data_plots(data: Any, folder: Path) -> None:
     """activity.png (100 traces) and connectivity.png in ``folder``, unless both exist already."""
     targets = (folder / "activity.png", folder / "connectivity.png")
     if all(p.exists() for p in targets):

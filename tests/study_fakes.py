@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from ntune.config import set_dotted
-from ntune.journal import Journal
-from ntune.records import SEARCH_KEY, make_record, study_info
-from ntune.study_config import study_from_dict
+from ntune.study.config import study_from_dict
+from ntune.study.info import study_info
+from ntune.study.journal import Journal
+from ntune.study.records import SEARCH_KEY, make_record
 
 BASE = {
     "simulation": {"n_neurons": 16, "n_neuron_types": 2, "params": [[10, 1, 1], [10, 2, 2]], "n_frames": 500}

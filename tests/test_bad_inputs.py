@@ -20,7 +20,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ntune.cli import app
+from ntune.cli.app import app
 
 BASE = {
     "simulation": {"n_neurons": 16, "n_neuron_types": 2, "params": [[10, 1, 1], [10, 2, 2]], "n_frames": 500}
@@ -297,7 +297,7 @@ def test_embedded_ray_too_small_exits_2_and_shuts_down(tmp_path: Path) -> None:
     path = _write_study(tmp_path)
     env = {**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
     code = (
-        "import sys, ray; from ntune.cli import app\n"
+        "import sys, ray; from ntune.cli.app import app\n"
         "try:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n"
         "    print('initialized-after', ray.is_initialized()); sys.exit(e.code)\n"
     )
@@ -317,7 +317,7 @@ def test_preflight_error_stops_before_the_experiment_folder(
     """Without Ray: a fake cluster of one 2-CPU node; an embedded Ray started by ntune is shut down."""
     import ray
 
-    import ntune.study as study_mod
+    import ntune.tune.driver as study_mod
 
     events: list[str] = []
     monkeypatch.setattr(

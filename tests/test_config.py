@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ntune.cli import app
+from ntune.cli.app import app
 from ntune.config import (
     ConfigError,
     config_from_dict,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ntune.config import SimulationConfig
-from ntune.connectivity import LORENTZ_CUTOFF, lorentz_exponent, make_connectivity, spectral_radius
+from ntune.data.connectivity import LORENTZ_CUTOFF, lorentz_exponent, make_connectivity, spectral_radius
 
 N = 400
 P_CUTOFF = 1.0 - 2.0 / math.pi * math.atan(LORENTZ_CUTOFF)  # P(|Cauchy| > 25), set to 0

@@ -29,7 +29,8 @@ import yaml
 from ray_nodes import BIN, free_port, node_env, start_node, stop_nodes
 from study_fakes import TINY_RUN
 
-from ntune.observe import (
+from ntune.study.records import SEARCH_KEY, fmt, read_trials
+from ntune.tune.observe import (
     BLOCK_METRICS,
     TRIAL_METRICS,
     block_values,
@@ -39,7 +40,6 @@ from ntune.observe import (
     search_label,
     trial_label,
 )
-from ntune.records import SEARCH_KEY, fmt, read_trials
 from searchers.packing import MEMBERS_KEY
 
 NAME = "dashstudy"
@@ -310,7 +310,7 @@ def test_embedded_ray_job_carries_the_metadata(tmp_path: Path) -> None:
     code = (
         "import json, ray\n"
         "from rich.console import Console\n"
-        "from ntune.study import _start_ray\n"
+        "from ntune.tune.driver import _start_ray\n"
         f"assert _start_ray(None, Console(), {job_metadata(NAME, '/x')!r})\n"
         "from urllib.request import urlopen\n"
         "from ray._private.worker import get_dashboard_url\n"

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import ntune.simulate as sim
-from ntune import cache
-from ntune.cli import app
+import ntune.data.load as sim
+from ntune.cli.app import app
 from ntune.config import SimulationConfig, load_config
+from ntune.data import cache
 
 SMALL = {
     "n_neurons": 30,
@@ -91,7 +91,7 @@ def test_corrupt_entry_detected_and_regenerated(
     damage(original.path / file)  # type: ignore[operator]
     with pytest.raises(cache.CacheCorruptError, match=reason):
         cache.read_entry(original.path)
-    with caplog.at_level(logging.WARNING, logger="ntune.simulate"):
+    with caplog.at_level(logging.WARNING, logger="ntune.data.simulate"):
         again = sim.load_or_simulate(config, cache_dir=tmp_path)
     assert any("corrupt cache entry" in r.getMessage() and file in r.getMessage() for r in caplog.records)
     _assert_same(original, again)

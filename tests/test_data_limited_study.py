@@ -10,7 +10,8 @@ import yaml
 from rich.console import Console
 from study_fakes import TINY_RUN
 
-from ntune.records import read_info, read_trials
+from ntune.study.info import read_info
+from ntune.study.records import read_trials
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -18,8 +19,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_data_limited_block_gets_only_the_probe_budget(tmp_path: Path, ray_session: None) -> None:
-    from ntune.commands import status_command
-    from ntune.study import run_command
+    from ntune.cli.commands import status_command
+    from ntune.cli.run import run_command
 
     study = {
         "name": "limited",

@@ -11,9 +11,9 @@ import yaml
 from rich.console import Console
 from study_fakes import TRIALS, make_experiment, trial
 
-from ntune.commands import export_command, report_command, status_command
+from ntune.cli.commands import export_command, report_command, status_command
 from ntune.config import ConfigError, load_config
-from ntune.journal import Journal
+from ntune.study.journal import Journal
 
 FULL, HALF = "connectivity_filling_factor=1.0", "connectivity_filling_factor=0.5"
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ntune.config import config_from_dict
-from ntune.simulate import simulate
-from ntune.train import METRIC_KEYS, fit
+from ntune.data.simulate import simulate
+from ntune.learn.train import METRIC_KEYS, fit
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 

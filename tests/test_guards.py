@@ -18,12 +18,13 @@ from rich.console import Console
 from study_fakes import make_experiment, trial
 from typer.testing import CliRunner
 
-import ntune.simulate as sim
-from ntune import cache, guards
-from ntune.cli import app
+import ntune.data.load as sim
+from ntune.cli.app import app
 from ntune.config import ConfigError, NtuneConfig, SimulationConfig, config_from_dict
-from ntune.journal import Journal
-from ntune.study_config import Objective, Resources, StudyConfig, study_from_dict
+from ntune.data import cache
+from ntune.study import guards
+from ntune.study.config import Objective, Resources, StudyConfig, study_from_dict
+from ntune.study.journal import Journal
 
 SMALL = {
     "n_neurons": 16,
@@ -206,7 +207,7 @@ def test_report_and_export_write_inside_the_experiment(tmp_path: Path) -> None:
     tree_text = next((exp / "ucb").glob("*.txt")).read_text()  # the journal names it with safe_name
     (exp / "ucb" / "connectivity_filling_factor=.._.._.._.._escaped.txt").write_text(tree_text)
     before = set(tmp_path.rglob("*"))
-    from ntune.commands import export_command, report_command
+    from ntune.cli.commands import export_command, report_command
 
     report_command(exp, console=Console(record=True))
     export_command(exp, out=None, fmt="yaml", console=Console(record=True))
@@ -248,7 +249,7 @@ def test_corrupt_cache_warning_is_printed_once(tmp_path: Path, caplog: pytest.Lo
     first = sim.load_or_simulate(config, cache_dir=tmp_path)
     assert first.path is not None
     (first.path / "u.npy").write_bytes(b"garbage")
-    with caplog.at_level(logging.WARNING, logger="ntune.simulate"):
+    with caplog.at_level(logging.WARNING, logger="ntune.data.simulate"):
         again = sim.load_or_simulate(config, cache_dir=tmp_path)
     warnings = [r for r in caplog.records if "corrupt cache entry" in r.getMessage()]
     assert len(warnings) == 1
@@ -257,14 +258,15 @@ def test_corrupt_cache_warning_is_printed_once(tmp_path: Path, caplog: pytest.Lo
 
 def test_table_printed_when_a_run_stops_shows_nothing_running(tmp_path: Path) -> None:
     """After SIGINT Tune has stopped every trial: the final table must not show started ones as running."""
-    from ntune.study import _finish
+    from ntune.cli.run import _finish
+    from ntune.tune.driver import StudyRun
 
     info = make_experiment(tmp_path, n=2)
     trial_id, config, _, _ = trial(7, (1.0, 1, 0, "exploit", "", 1e-3, 0.5, 0.5, "ok"), info)
     Journal(tmp_path).start(trial_id, config)
     study = StudyConfig.model_validate(info["study"])
     console = Console(record=True, width=200)
-    assert _finish(tmp_path, study.n_trials, console) == 130
+    assert _finish(StudyRun(tmp_path, study.n_trials), console) == 130
     text = console.export_text()
     assert "2/6 trials done, 0 running" in text, text
     assert " running" not in text.replace("0 running", "")

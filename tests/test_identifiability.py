@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from ntune import identifiability as I
 from ntune.config import SimulationConfig
-from ntune.simulate import cache_entry, load_or_simulate, simulate
+from ntune.data import identifiability as I
+from ntune.data.load import cache_entry, load_or_simulate
+from ntune.data.simulate import simulate
 
 PARAMS = np.array([[10.0, 1.0, 1.0], [10.0, 2.0, 2.0]], dtype=np.float32)  # (n_types, 3) [g, s, c]
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from study_fakes import TRIALS, FakeSearcher, make_experiment, trial
 
-from ntune.journal import Journal
-from ntune.records import block_summary, group_nodes, make_record, mutation_effects, read_info, read_trials
-from ntune.render import MEMORY_SECTIONS, diagnosis_words, render_memory
+from ntune.study.info import read_info
+from ntune.study.journal import Journal
+from ntune.study.ledger import block_summary, group_nodes, mutation_effects
+from ntune.study.records import make_record, read_trials
+from ntune.study.render import MEMORY_SECTIONS, diagnosis_words, render_memory
 
 
 def test_analysis_has_one_entry_per_trial_in_log_form(tmp_path: Path) -> None:
@@ -167,7 +169,7 @@ def test_a_repeat_never_turns_a_good_result_into_a_failure(tmp_path: Path) -> No
 
 
 def test_convergence_study_writes_its_own_form(tmp_path: Path) -> None:
-    from ntune.render import format_entry
+    from ntune.study.render import format_entry
 
     info = make_experiment(tmp_path, n=4)
     records, _ = read_trials(tmp_path)
@@ -188,9 +190,10 @@ def test_a_restored_searcher_gets_the_completions_its_older_snapshot_missed(tmp_
     between the two writes): on restore the journal hands that completion to the searcher."""
     from study_fakes import STUDY
 
-    from ntune.records import study_info
-    from ntune.study import JournalCallback, build_searcher
-    from ntune.study_config import study_from_dict
+    from ntune.study.config import study_from_dict
+    from ntune.study.info import study_info
+    from ntune.tune.callbacks import JournalCallback
+    from ntune.tune.driver import build_searcher
 
     study, base = study_from_dict(STUDY, tmp_path)
     searcher = build_searcher(study, base)
@@ -219,9 +222,11 @@ def test_a_restored_searcher_adopts_a_finished_trial_it_never_suggested(tmp_path
     """The searcher's state was saved before the suggestion of a trial that then ran and finished."""
     from study_fakes import STUDY
 
-    from ntune.records import SEARCH_KEY, study_info
-    from ntune.study import JournalCallback, build_searcher
-    from ntune.study_config import study_from_dict
+    from ntune.study.config import study_from_dict
+    from ntune.study.info import study_info
+    from ntune.study.records import SEARCH_KEY
+    from ntune.tune.callbacks import JournalCallback
+    from ntune.tune.driver import build_searcher
 
     study, base = study_from_dict(STUDY, tmp_path)
     searcher = build_searcher(study, base)

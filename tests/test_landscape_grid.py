@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import landscape_grid  # noqa: E402
 
 from ntune.config import config_from_dict  # noqa: E402
-from ntune.simulate import simulate  # noqa: E402
-from ntune.train import fit  # noqa: E402
+from ntune.data.simulate import simulate  # noqa: E402
+from ntune.learn.train import fit  # noqa: E402
 
 
 def _row(point: dict, seed: int, r2: float, cluster: float) -> dict:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ntune import metrics as M
+from ntune.learn import metrics as M
 
 
 def _cauchy_W(n: int = 60, seed: int = 0, ff: float = 1.0) -> np.ndarray:

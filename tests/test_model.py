@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ntune.model import SignalGNN, complete_edge_index
+from ntune.learn.model import SignalGNN, complete_edge_index
 
 N = 12
 

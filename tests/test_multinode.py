@@ -25,7 +25,7 @@ import yaml
 from ray_nodes import BIN, free_port, node_env, start_node, stop_nodes, wait_for_nodes
 from study_fakes import TINY_RUN
 
-from ntune.records import read_trials
+from ntune.study.records import read_trials
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

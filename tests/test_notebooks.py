@@ -39,11 +39,11 @@ def test_notebooks_are_stored_without_outputs_and_up_to_date(name: str) -> None:
     }
     assert imports and imports <= {
         "ntune.config",
-        "ntune.simulate",
-        "ntune.train",
-        "ntune.metrics",
+        "ntune.data.simulate",
+        "ntune.learn.train",
+        "ntune.learn.metrics",
         "ntune.plots",
-        "ntune.export",
+        "ntune.report.export",
     }
 
 
@@ -103,7 +103,7 @@ def test_02_analyse_study_runs_on_a_tiny_study(
 ) -> None:
     from rich.console import Console
 
-    from ntune.study import run_command
+    from ntune.cli.run import run_command
 
     study = {
         "name": "nb",

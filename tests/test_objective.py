@@ -55,11 +55,11 @@ def test_classify_one_objective_and_failed_status() -> None:
 
 
 def test_trainer_and_searcher_share_the_objective() -> None:
-    import ntune.metrics
+    import ntune.learn.metrics
     import searchers
     import searchers.tree
 
-    assert ntune.metrics.classify is classify and ntune.metrics.score is score
+    assert ntune.learn.metrics.classify is classify and ntune.learn.metrics.score is score
     assert searchers.classify is classify
     assert not hasattr(searchers.tree, "classify")
 
@@ -71,7 +71,7 @@ sys.path.insert(0, {str(Path(__file__).parent)!r})
 from pathlib import Path
 from typer.testing import CliRunner
 from study_fakes import make_experiment
-from ntune.cli import app
+from ntune.cli.app import app
 exp = Path({str(tmp_path / "exp")!r})
 make_experiment(exp)
 for args in (["status", str(exp)], ["export", str(exp)], ["report", str(exp)]):
@@ -102,7 +102,7 @@ def test_typed_records_round_trip() -> None:
 
 
 def test_trial_record_is_the_jsonl_line() -> None:
-    from ntune.records import TrialRecord, make_record
+    from ntune.study.records import TrialRecord, make_record
 
     info = {
         "block_key": "b.v",

@@ -15,7 +15,7 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from rich.console import Console
 
-from ntune.records import read_trials
+from ntune.study.records import read_trials
 from searchers.packing import MEMBERS_KEY, MemberCallbacks, PackingSearcher, member_id
 from searchers.testing import conformance_kwargs, synthetic_result
 from searchers.ucb import UCBTreeSearcher
@@ -219,7 +219,7 @@ def test_member_callbacks_complete_each_member_once_across_a_restore() -> None:
 
 def test_study_population_setting() -> None:
     from ntune.config import ConfigError
-    from ntune.study_config import GPU_POPULATION, study_from_dict
+    from ntune.study.config import GPU_POPULATION, study_from_dict
 
     study = {
         "name": "p",

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from ntune.config import NtuneConfig, config_from_dict
-from ntune.population import groups, train_population
-from ntune.simulate import SimData, simulate
-from ntune.train import fit
+from ntune.data.simulate import SimData, simulate
+from ntune.learn.population import groups, train_population
+from ntune.learn.train import fit
 
 N_EQUAL = 60  # iterations over which float64 losses agree to 1e-6 relative
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from ntune.records import read_trials
+from ntune.study.records import read_trials
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -16,7 +16,7 @@ STUDY = Path(__file__).resolve().parents[1] / "configs" / "quickstart_study.yaml
 
 
 def test_quickstart_sparse_block_converges(tmp_path: Path, ray_session: None) -> None:
-    from ntune.study import run_command
+    from ntune.cli.run import run_command
 
     study = yaml.safe_load(STUDY.read_text())
     study["base"] = str(STUDY.parent / study["base"])

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import searcher_real  # noqa: E402
 import searcher_tally  # noqa: E402
 
-from ntune.study_config import StudyConfig, study_from_dict  # noqa: E402
+from ntune.study.config import StudyConfig, study_from_dict  # noqa: E402
 from searchers.space import parse_space  # noqa: E402
 
 LEVEL = 0.5
@@ -336,8 +336,8 @@ def test_tune_domains_match_the_study_domains() -> None:
 
 
 def test_one_block_of_the_shipped_study_keeps_its_block_set_and_drops_block_trials() -> None:
-    from ntune.study import build_searcher
-    from ntune.study_config import load_study
+    from ntune.study.config import load_study
+    from ntune.tune.driver import build_searcher
 
     study, base = load_study(Path(__file__).resolve().parents[1] / "configs" / "quickstart_study.yaml")
     for level in study.block_values:

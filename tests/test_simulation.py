@@ -10,7 +10,7 @@ import scipy.linalg
 import torch
 
 from ntune.config import SimulationConfig
-from ntune.simulate import SimData, neuron_params, neuron_types, pde_n2_rhs, simulate
+from ntune.data.simulate import SimData, neuron_params, neuron_types, pde_n2_rhs, simulate
 
 
 def _small(**fields: object) -> SimulationConfig:

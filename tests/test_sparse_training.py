@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ntune.config import NtuneConfig, config_from_dict
-from ntune.simulate import simulate
-from ntune.train import fit, l1_coefficient, soft_threshold_
+from ntune.data.simulate import simulate
+from ntune.learn.train import fit, l1_coefficient, soft_threshold_
 
 
 def test_two_phase_L1_uses_first_coeff_in_the_first_epochs() -> None:

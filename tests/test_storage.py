@@ -1,4 +1,4 @@
-"""ntune.storage: URIs checked up front (exit 2, the field named), the mirror copied to and from S3."""
+"""ntune.study.storage: URIs checked up front (exit 2, the field named), the mirror copied to and from S3."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from conftest import S3_BUCKET
 
 from ntune.config import ConfigError
-from ntune.export import trial_folder
-from ntune.guards import check_storage
-from ntune.storage import JOURNAL_FILES, Remote, is_uri, mirror_dir, open_experiment
+from ntune.report.export import trial_folder
+from ntune.study.guards import check_storage
+from ntune.study.storage import JOURNAL_FILES, Remote, is_uri, mirror_dir, open_experiment
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,7 @@ def test_cli_run_with_bad_storage_uri_exits_2(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "ntune.cli",
+            "ntune.cli.app",
             "run",
             "configs/quickstart_study.yaml",
             "--storage",
@@ -109,7 +109,7 @@ def test_restored_journal_moves_to_the_new_mirror_and_syncs(tmp_path: Path) -> N
 
     from study_fakes import FakeSearcher, make_experiment
 
-    from ntune.journal import Journal
+    from ntune.study.journal import Journal
 
     old, new = tmp_path / "old", tmp_path / "new"
     make_experiment(old, n=3)

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from ntune.config import ConfigError, get_dotted
-from ntune.study_config import load_study, study_from_dict
+from ntune.study.config import load_study, study_from_dict
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 BASE = {
@@ -152,7 +152,7 @@ def test_run_with_bad_study_exits_2_and_starts_no_ray(
 ) -> None:
     import ray
 
-    from ntune.cli import app
+    from ntune.cli.app import app
 
     calls: list[tuple[Any, ...]] = []
 
@@ -184,7 +184,7 @@ def _ray_must_not_start(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_run_refuses_a_folder_that_is_not_an_experiment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ntune.study import run_command
+    from ntune.cli.run import run_command
 
     _ray_must_not_start(monkeypatch)
     path = tmp_path / "s.yaml"
@@ -200,8 +200,8 @@ def test_run_refuses_a_folder_that_is_not_an_experiment(
 def test_run_refuses_to_resume_a_different_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from ntune.records import study_info
-    from ntune.study import run_command
+    from ntune.cli.run import run_command
+    from ntune.study.info import study_info
 
     _ray_must_not_start(monkeypatch)
     study, base = study_from_dict(_study(storage_path=str(tmp_path)), tmp_path)
@@ -222,7 +222,7 @@ def test_block_set_changes_one_block_base_and_root(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text(text)
     study, base = load_study(tmp_path / "s.yaml")
     assert study.block_overrides() == {1.0: {"training.learning_rate_W_start": 2e-2, "training.n_epochs": 3}}
-    from ntune.study import build_searcher
+    from ntune.tune.driver import build_searcher
 
     searcher = build_searcher(study, base)
     dense, sparse = "connectivity_filling_factor=1.0", "connectivity_filling_factor=0.5"
@@ -235,8 +235,9 @@ def test_block_set_changes_one_block_base_and_root(tmp_path: Path) -> None:
 
 
 def test_block_trials_give_one_block_its_own_budget(tmp_path: Path) -> None:
-    from ntune.identifiability import probe_budgets, study_ceilings, total_budget
-    from ntune.study import build_searcher
+    from ntune.study.ceilings import study_ceilings
+    from ntune.study.info import probe_budgets, total_budget
+    from ntune.tune.driver import build_searcher
 
     study, base = study_from_dict(_study(block_trials={"1.0": 5}, data_limited={"check": False}), tmp_path)
     assert study.block_budgets() == {1.0: 5} and study.n_trials == 5 + 3

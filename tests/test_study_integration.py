@@ -22,7 +22,7 @@ import yaml
 from rich.console import Console
 from study_fakes import TINY_RUN
 
-from ntune.records import read_trials
+from ntune.study.records import read_trials
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -119,8 +119,8 @@ def assert_analysis_rebuilds_the_searchers_trees(exp_dir: Path) -> None:
 
 
 def test_tiny_study_journal_and_export(tmp_path: Path, ray_session: None) -> None:
-    from ntune.commands import export_command, train_command
-    from ntune.study import run_command
+    from ntune.cli.commands import export_command, train_command
+    from ntune.cli.run import run_command
 
     console = Console(record=True, width=160)
     code = run_command(_study(tmp_path, "tiny"), console=console)
@@ -178,7 +178,7 @@ def test_failed_and_diverged_trials_are_recorded_and_the_study_finishes(
     """Block lr=1e12 diverges; in the other block the only mutation moves training to a missing GPU (raises)."""
     if torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA so that device cuda:0 raises")
-    from ntune.study import run_command
+    from ntune.cli.run import run_command
 
     path = _study(
         tmp_path,
@@ -204,7 +204,7 @@ def test_failed_and_diverged_trials_are_recorded_and_the_study_finishes(
 
 def _ntune_run(study: Path, address: str) -> subprocess.Popen:
     env = dict(os.environ, RAY_ADDRESS=address)
-    cmd = [sys.executable, "-m", "ntune.cli", "run", str(study)]
+    cmd = [sys.executable, "-m", "ntune.cli.app", "run", str(study)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -271,7 +271,7 @@ def test_interrupted_study_resumes(tmp_path: Path, ray_session: None) -> None:
 def test_cli_bad_study_exits_2(tmp_path: Path) -> None:
     path = _study(tmp_path, "bad", ucb_c=-1)
     proc = subprocess.run(
-        [sys.executable, "-m", "ntune.cli", "run", str(path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "ntune.cli.app", "run", str(path)], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2
     assert "ucb_c" in proc.stderr

@@ -23,9 +23,9 @@ from ray_nodes import free_port, node_env, start_node, stop_nodes
 from study_fakes import STUDY, TINY_RUN
 
 from ntune.config import read_yaml
-from ntune.records import read_trials
-from ntune.study_config import load_study
-from ntune.submit import entrypoint, job_name, stage_study
+from ntune.study.config import load_study
+from ntune.study.records import read_trials
+from ntune.tune.submit import entrypoint, job_name, stage_study
 
 BIN = Path(sys.executable).parent
 

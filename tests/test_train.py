@@ -13,11 +13,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from ntune.checkpoint import load_checkpoint
-from ntune.commands import train_command
+from ntune.cli.commands import train_command
 from ntune.config import NtuneConfig, config_from_dict
-from ntune.simulate import SimData, simulate
-from ntune.train import METRIC_KEYS, fit
+from ntune.data.simulate import SimData, simulate
+from ntune.learn.checkpoint import load_checkpoint
+from ntune.learn.train import METRIC_KEYS, fit
 
 
 def _config(n: int = 20, frames: int = 500, **training: Any) -> NtuneConfig:
@@ -109,7 +109,7 @@ def test_train_command_writes_outputs(tmp_path: Path, small: SimData) -> None:
     assert {"model", "optimizer", "config", "epoch", "metrics", "ntune_version"} <= set(ckpt)
     u = torch.from_numpy(small.u[:4])
     W = ckpt["model"].W_masked().detach().numpy()
-    from ntune.metrics import connectivity_R2
+    from ntune.learn.metrics import connectivity_R2
 
     assert connectivity_R2(W, small.W) == pytest.approx(metrics["connectivity_R2"], abs=1e-6)
     assert ckpt["model"](u).shape == (4, 20)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ntune.cli import app
+from ntune.cli.app import app
 from ntune.config import ConfigError, load_config
 from ntune.upstream import import_upstream
 

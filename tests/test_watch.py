@@ -16,7 +16,8 @@ import pytest
 import yaml
 from study_fakes import STUDY, TINY_RUN, make_experiment
 
-from ntune.live import LIVE_FILE, LiveBoard, live_entry, read_running, watch_view
+from ntune.report.live import watch_view
+from ntune.study.running import LIVE_FILE, LiveBoard, live_entry, read_running
 
 BIN = Path(sys.executable).parent
 
@@ -201,8 +202,8 @@ def test_watch_reads_an_experiment_on_object_storage(tmp_path: Path, s3_endpoint
     from conftest import S3_BUCKET
     from rich.console import Console
 
-    from ntune.commands import watch_command
-    from ntune.storage import Remote
+    from ntune.cli.commands import watch_command
+    from ntune.study.storage import Remote
 
     local = tmp_path / "fake"
     make_experiment(local, n=4)

@@ -7,7 +7,7 @@ completion does not grow with the number of trials. A trial recorded again (a re
 the trials that were running when its driver died) replaces its earlier record: the last one counts,
 at the place of the first (iteration numbers never change).
 
-The batch functions of :mod:`ntune.records` (``group_nodes``, ``block_summary``,
+The batch functions at the end (``group_nodes``, ``block_summary``,
 ``mutation_effects``) are this class fed a list, so every view of a study has one definition.
 """
 
@@ -19,17 +19,13 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ntune.identifiability import block_budget, ceiling_of
+from ntune.study.info import block_budget, block_label, ceiling_of
 from searchers.dotted import get_dotted
 
 Record = dict[str, Any]
 
 
 RECENT = 10  # records per block kept for memory.md's "Iterations This Block"
-
-
-def _label(block_key: str, value: Any) -> str:
-    return f"{block_key.split('.')[-1]}={value}"
 
 
 @dataclass
@@ -54,7 +50,7 @@ class NodeStats:
         return self.total / len(self.runs) if self.runs else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        """The plain form of ``ntune.records.group_nodes``."""
+        """The plain form of ``group_nodes``."""
         return {
             "id": self.id,
             "parent": self.parent,
@@ -137,7 +133,7 @@ class Ledger:
     def _reset(self) -> None:
         values = self.info["study"]["blocks"][self.block_key]
         self.blocks: dict[str, BlockStats] = {
-            _label(self.block_key, v): BlockStats(_label(self.block_key, v), v) for v in values
+            block_label(self.block_key, v): BlockStats(block_label(self.block_key, v), v) for v in values
         }
         self._effects: dict[str, list[float]] = {}  # parameter -> [n, improved, sum of deltas]
         self._contrib: dict[tuple[str, int], tuple[str, float]] = {}
@@ -297,7 +293,7 @@ class Ledger:
     def rows(self) -> list[dict[str, Any]]:
         """One row per block of the study, in the study's order."""
         values = self.info["study"]["blocks"][self.block_key]
-        return [self.row(_label(self.block_key, v)) for v in values]
+        return [self.row(block_label(self.block_key, v)) for v in values]
 
     def effects(self) -> dict[str, dict[str, float]]:
         """parameter -> {n, improved, mean_delta} over all blocks' child-parent node pairs."""
@@ -306,3 +302,28 @@ class Ledger:
             for k, e in self._effects.items()
             if e[0] > 0
         }
+
+
+def group_nodes(records: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+    """block -> node id -> {id, parent, mutation, params, runs (records), mean_score, n_converged, best, robust}."""
+    blocks: dict[str, None] = {}
+    for rec in records:
+        blocks.setdefault(rec["block"])
+    info = {"study": {"blocks": {"b": []}, "robustness_repeats": 10**9, "n_iter_block": 1}, "block_key": "b"}
+    ledger = Ledger(info).extend(records)
+    return {label: ledger.nodes(label) for label in blocks}
+
+
+def block_summary(
+    info: dict[str, Any], records: list[dict[str, Any]], running: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per block: the sparsity comparison table of memory.md, ``ntune status`` and summary.csv."""
+    ledger = Ledger(info).extend(records)
+    ledger.running = dict(running or {})
+    return ledger.rows()
+
+
+def mutation_effects(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """parameter -> {n, improved, mean_delta}: child node mean score minus its parent's, over all blocks."""
+    info = {"study": {"blocks": {"b": []}, "robustness_repeats": 1, "n_iter_block": 1}, "block_key": "b"}
+    return Ledger(info).extend(records).effects()

@@ -1,7 +1,7 @@
 """PDE_N2 simulator: du_i/dt = -c_i u_i + s_i tanh(u_i) + g_i sum_j W_ij phi(u_j), explicit Euler.
 
 Randomness: one ``numpy.random.Generator(PCG64(simulation.seed))`` draws, in this order, the W
-entries and the mask uniforms (:mod:`ntune.connectivity`), u0 ~ 5 N(0, 1) (N values), then the
+entries and the mask uniforms (:mod:`ntune.data.connectivity`), u0 ~ 5 N(0, 1) (N values), then the
 process noise in chunks of ``NOISE_CHUNK`` steps (only when ``noise_model_level > 0``). All draws
 happen on the CPU, so one seed gives the same network and, up to float rounding, the same data on
 CPU and CUDA.
@@ -15,7 +15,6 @@ torch is imported inside the functions that need it, so a cached ``ntune simulat
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ntune import cache
 from ntune.config import SimulationConfig
-from ntune.connectivity import make_connectivity, spectral_radius
+from ntune.data.connectivity import make_connectivity, spectral_radius
 
 if TYPE_CHECKING:
     import torch
 
-
-log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 NOISE_CHUNK = 1024
@@ -56,7 +52,7 @@ class SimData:
     summary: dict[str, float]  # spectral_radius, activity_std, effective_rank, n_synapses, ceiling, ...
     path: Path | None = None  # cache entry, None if not cached
     silent: list[int] | None = (
-        None  # silent presynaptic neurons (ntune.identifiability), None if not computed
+        None  # silent presynaptic neurons (ntune.data.identifiability), None if not computed
     )
 
 
@@ -222,77 +218,3 @@ def summarize(u: np.ndarray, W: np.ndarray, mask: np.ndarray) -> dict[str, float
         "connectivity_filling_factor": n_syn / (n * (n - 1)) if n > 1 else 0.0,
         "finite": float(finite),
     }
-
-
-def _arrays(data: SimData) -> dict[str, np.ndarray]:
-    return {
-        "u": data.u,
-        "y": data.y,
-        "W": data.W,
-        "mask": data.mask,
-        "types": data.types,
-        "params": data.params,
-    }
-
-
-def _from_entry(entry: Path, config: SimulationConfig, warn: bool = True) -> SimData | None:
-    """The cached data of ``entry``; None if absent; a corrupt entry is treated as absent (logged if ``warn``)."""
-    try:
-        found = cache.read_entry(entry)
-    except cache.CacheCorruptError as err:
-        if warn:
-            log.warning("corrupt cache entry, regenerating: %s", err)
-        return None
-    if found is None:
-        return None
-    a, meta = found
-    summary = {k: float(v) for k, v in meta["summary"].items()}
-    data = SimData(a["u"], a["y"], a["W"], a["mask"], a["types"], a["params"], config, summary, entry)
-    if "ceiling" in summary:
-        data.silent = list(meta.get("silent", []))
-        return data
-    with cache.entry_lock(entry):  # an entry cached before identifiability existed: compute it once
-        add_identifiability(data)
-        cache.update_meta(entry, {"summary": data.summary, "silent": data.silent})
-    return data
-
-
-def add_identifiability(data: SimData) -> None:
-    """Compute the oracle of :mod:`ntune.identifiability` and add its numbers to ``data.summary``."""
-    from ntune.identifiability import of_data
-
-    nan = float("nan")
-    found = (
-        of_data(data) if data.summary.get("finite", 1.0) else {"ceiling": nan, "R2_exact": nan, "silent": []}
-    )
-    data.silent = found.pop("silent")
-    data.summary.update(found)
-
-
-def cache_entry(config: SimulationConfig, cache_dir: str | Path | None = None) -> Path:
-    """Where the data of ``config`` are (or will be) cached."""
-    return cache.cache_root(cache_dir) / cache.entry_name(config.model_dump(mode="json"))
-
-
-def load_or_simulate(
-    config: SimulationConfig, *, cache_dir: str | Path | None = None, progress: Progress | None = None
-) -> SimData:
-    """Cached data of ``config``, simulating and caching them first if needed (once per machine, file lock)."""
-    entry = cache_entry(config, cache_dir)
-    data = _from_entry(entry, config)
-    if data is not None:
-        return data
-    with cache.entry_lock(entry):
-        data = _from_entry(entry, config, warn=False)  # re-check under the lock; warned above already
-        if data is not None:
-            return data
-        data = simulate(config, progress=progress)
-        add_identifiability(data)
-        meta = {
-            "config": config.model_dump(mode="json", exclude={"device"}),
-            "summary": data.summary,
-            "silent": data.silent,
-        }
-        cache.write_entry(entry, _arrays(data), meta)
-        data.path = entry
-        return data

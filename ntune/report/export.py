@@ -2,7 +2,7 @@
 
 All three work on finished, running and interrupted experiments: they read ``study.json`` and
 ``trials.jsonl`` (written by the journal as trials start and complete), nothing Tune keeps in memory.
-The functions return data (rows, written paths); :mod:`ntune.commands` prints them.
+The functions return data (rows, written paths); :mod:`ntune.cli.commands` prints them.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ntune.config import ConfigError, config_from_dict, dump_config
-from ntune.guards import safe_name
-from ntune.identifiability import memory_section
-from ntune.journal import save_tree_plot
-from ntune.ledger import Ledger
 from ntune.plots import plot_landscape, save_figure
-from ntune.records import fmt, read_info, read_trials
-from ntune.render import render_table
+from ntune.study.guards import safe_name
+from ntune.study.info import memory_section, read_info
+from ntune.study.journal import save_tree_plot
+from ntune.study.ledger import Ledger
+from ntune.study.records import fmt, read_trials
+from ntune.study.render import render_table
 
 FORMATS = ("yaml", "csv", "json", "ucb-txt")
 SUMMARY_FIELDS = (

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ntune import metrics as M
-from ntune.checkpoint import load_checkpoint, save_checkpoint
 from ntune.config import NtuneConfig, TrainingConfig
-from ntune.model import SignalGNN
-from ntune.simulate import SimData, neuron_params, pde_n2_rhs, resolve_device
+from ntune.data.simulate import SimData, neuron_params, pde_n2_rhs, resolve_device
+from ntune.learn import metrics as M
+from ntune.learn.checkpoint import load_checkpoint, save_checkpoint
+from ntune.learn.model import SignalGNN
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -87,7 +87,7 @@ def loss_terms(model: Any, u: Tensor, y: Tensor, coeffs: tuple[Any, Any, Any], x
     """The four weighted loss terms for frames u, y (..., batch, N); coeffs = (W_L1, lin_phi_zero, edge_diff).
 
     One definition for the single model and the population: with a SignalGNN, u (batch, N) and float
-    coefficients give (4,); with a :class:`~ntune.population.PopulationGNN`, u (K, batch, N) and (K,)
+    coefficients give (4,); with a :class:`~ntune.learn.population.PopulationGNN`, u (K, batch, N) and (K,)
     coefficient tensors give (K, 4), every norm taken per member over its last two dimensions.
     """
     coeff_L1, coeff_phi_zero, coeff_edge_diff = coeffs

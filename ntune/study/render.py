@@ -1,7 +1,7 @@
 """Pure renderers of the journal files (no Ray, no I/O): analysis.md entries, memory.md, the table.
 
-They read records (see :mod:`ntune.records`) and a :class:`~ntune.ledger.Ledger`; the
-:class:`~ntune.journal.Journal` decides when to write what.
+They read records (see :mod:`ntune.study.records`) and a :class:`~ntune.study.ledger.Ledger`; the
+:class:`~ntune.study.journal.Journal` decides when to write what.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ntune.identifiability import memory_section
-from ntune.ledger import Ledger
-from ntune.records import fmt
+from ntune.study.info import memory_section
+from ntune.study.ledger import Ledger
+from ntune.study.records import fmt
 from searchers.dotted import get_dotted
 
 
@@ -178,7 +178,7 @@ def _sparsity(value: Any) -> str:
 
 
 def _ceiling_note(row: dict[str, Any]) -> str:
-    """ ", ceiling 0.998" when the block's identifiability ceiling is known (ntune.identifiability)."""
+    """ ", ceiling 0.998" when the block's identifiability ceiling is known (ntune.data.identifiability)."""
     ceiling = row.get("ceiling", math.nan)
     return "" if ceiling is None or math.isnan(ceiling) else f", ceiling {fmt(ceiling, 3)}"
 

@@ -24,7 +24,6 @@ sqrt(F / T_train) so that the subsampled estimate has the variance the full-data
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Mapping
@@ -128,7 +127,7 @@ def oracle(
 
 
 def of_data(data: Any) -> dict[str, Any]:
-    """:func:`oracle` of a :class:`ntune.simulate.SimData`."""
+    """:func:`oracle` of a :class:`ntune.data.simulate.SimData`."""
     return oracle(data.u, data.y, data.W, data.params, data.types, phi=data.config.phi)
 
 
@@ -169,121 +168,3 @@ def block_line(label: str, summary: Mapping[str, Any], threshold: float) -> str:
     if is_data_limited(summary, threshold):
         return f"{head} -> DATA-LIMITED (< {threshold}); what would help: {remedy(summary)}"
     return head
-
-
-# ---- studies: ceilings per block, probe budgets, and the text the journal, status and report show
-
-
-def study_ceilings(study: Any, base: Mapping[str, Any]) -> dict[str, Any]:
-    """What a study's info needs before it starts: ``{"ceilings": {label: ...}, "block_budgets": {label: n}}``
-    (``study.block_trials``, then the probe budgets of the data-limited blocks).
-
-    ``study`` is a :class:`ntune.study_config.StudyConfig`, ``base`` its resolved base config. Each block's
-    data are loaded or simulated (through the cache, so trials reuse them) and their ceiling read; a block
-    whose ceiling is below the connectivity_R2 threshold gets ``study.data_limited.probe_trials`` trials.
-    Empty when ``study.data_limited.check`` is off.
-    """
-    from ntune.config import config_from_dict, set_dotted
-    from ntune.records import block_label
-    from ntune.simulate import load_or_simulate
-
-    budgets: dict[str, int] = {block_label(study.block_key, v): n for v, n in study.block_budgets().items()}
-    if not study.data_limited.check:
-        return {"block_budgets": budgets} if budgets else {}
-    threshold = study.objective.thresholds.get("connectivity_R2")
-    ceilings: dict[str, dict[str, Any]] = {}
-    for value in study.block_values:
-        config = dict(copy.deepcopy(base))
-        set_dotted(config, study.block_key, value)
-        data = load_or_simulate(config_from_dict(config).simulation)
-        label = block_label(study.block_key, value)
-        # no compute time here: study.json must compare equal on resume, even after the cache was rebuilt
-        entry: dict[str, Any] = {k: _finite(data.summary.get(k)) for k in SUMMARY_KEYS if k != "ident_time_s"}
-        entry["silent"] = list(data.silent or [])
-        entry["data_limited"] = threshold is not None and is_data_limited(data.summary, threshold)
-        ceilings[label] = entry
-        if entry["data_limited"]:
-            budgets[label] = min(study.data_limited.probe_trials, budgets.get(label, study.n_iter_block))
-    return {"ceilings": ceilings, "block_budgets": budgets}
-
-
-def _finite(x: Any) -> float | str | None:
-    """JSON-safe number: None for missing or NaN, "inf" for infinity (study.json must compare equal)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return None
-    return "inf" if math.isinf(float(x)) else float(x)
-
-
-def block_budget(info: Mapping[str, Any], label: str) -> int:
-    """Trials the block ``label`` of a study info gets (its probe budget when data-limited)."""
-    return int((info.get("block_budgets") or {}).get(label, info["study"]["n_iter_block"]))
-
-
-def total_budget(info: Mapping[str, Any], labels: list[str]) -> int:
-    """The study's whole budget over the block ``labels``."""
-    return sum(block_budget(info, label) for label in labels)
-
-
-def ceiling_of(info: Mapping[str, Any], label: str) -> float:
-    """The block's ceiling from a study info (NaN when not computed)."""
-    value = ((info.get("ceilings") or {}).get(label) or {}).get("ceiling")
-    return math.nan if value is None else float(value)
-
-
-def _threshold(info: Mapping[str, Any]) -> float:
-    return float(info["study"]["objective"]["thresholds"].get("connectivity_R2", 0.0))
-
-
-def console_lines(info: Mapping[str, Any]) -> list[str]:
-    """What the console prints at the start of a study: one line per block, then what data-limited means."""
-    ceilings = info.get("ceilings") or {}
-    if not ceilings:
-        return []
-    threshold = _threshold(info)
-    lines = ["identifiability (least-squares W with the true dynamics, 1 % target noise):"]
-    for label, entry in ceilings.items():
-        line = "  " + block_line(label, _numbers(entry), threshold)
-        if entry.get("data_limited"):
-            n = block_budget(info, label)
-            line += f"; probing with {n} trial{'s' if n != 1 else ''} only"
-        lines.append(line)
-    return lines
-
-
-def _numbers(entry: Mapping[str, Any]) -> dict[str, float]:
-    return {k: math.nan if v is None else float(v) for k, v in entry.items() if k in SUMMARY_KEYS}
-
-
-def memory_section(info: Mapping[str, Any], level: int = 2) -> str:
-    """The Identifiability section (a ``level`` heading) of memory.md and the report; empty without ceilings."""
-    ceilings = info.get("ceilings") or {}
-    if not ceilings:
-        return ""
-    threshold = _threshold(info)
-    out = [
-        f"\n{'#' * level} Identifiability\n\n",
-        "Ceiling = connectivity_R2 of the least-squares W given the true self-dynamics and phi, with 1 % noise "
-        "on the target: no trainer can be expected to beat it.\n\n",
-    ]
-    for label, entry in ceilings.items():
-        numbers = _numbers(entry)
-        out.append(f"- {label}: {verdict(numbers, threshold)}")
-        if entry.get("data_limited"):
-            out.append(
-                f". Data-limited: probe budget {block_budget(info, label)} trial(s); failed configs here say "
-                "nothing about the hyperparameters"
-            )
-        out.append("\n")
-    return "".join(out)
-
-
-def probe_budgets(study: Any, info: Mapping[str, Any]) -> dict[Any, int]:
-    """block value -> trials for the searcher's ``block_budgets`` (the data-limited blocks of ``info``)."""
-    from ntune.records import block_label
-
-    budgets = info.get("block_budgets") or {}
-    return {
-        v: budgets[block_label(study.block_key, v)]
-        for v in study.block_values
-        if block_label(study.block_key, v) in budgets
-    }

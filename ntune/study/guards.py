@@ -19,7 +19,7 @@ from typing import Any
 
 from ntune.config import ConfigError, NtuneConfig, SimulationConfig, config_from_dict, set_dotted
 
-RANK_FRAMES = 2000  # frames the effective-rank SVD uses (ntune.simulate.RANK_FRAMES)
+RANK_FRAMES = 2000  # frames the effective-rank SVD uses (ntune.data.simulate.RANK_FRAMES)
 # Peak bytes per W entry (N^2): simulating (float64 W, float64 mask uniforms, bool mask, product,
 # float32 copy, float64 eigenvalue workspace) and training (W, its gradient and two Adam moments,
 # mask, W * mask and its gradient, float64 metric copies).
@@ -120,10 +120,10 @@ def check_storage(storage_path: str | Path) -> None:
     """Refuse a ``storage_path`` that is not a folder or in which ntune cannot create folders.
 
     Creates nothing: the nearest existing ancestor must be a folder where a probe folder can be made
-    (and is removed at once). A URI (``s3://bucket/prefix``, see :mod:`ntune.storage`) is checked for
+    (and is removed at once). A URI (``s3://bucket/prefix``, see :mod:`ntune.study.storage`) is checked for
     a known scheme and a bucket only: no local-folder checks, no network.
     """
-    from ntune.storage import check_uri, is_uri
+    from ntune.study.storage import check_uri, is_uri
 
     if is_uri(storage_path):
         check_uri(str(storage_path))

@@ -1,11 +1,10 @@
 """Trial records of a study, and what they add up to: nodes, per-block summary, mutation effects.
 
-A record is one line of ``trials.jsonl`` (see :mod:`ntune.journal`): the trial's search record
+A record is one line of ``trials.jsonl`` (see :mod:`ntune.study.journal`): the trial's search record
 (block, node, parent, strategy, mutation, run, seed), its searched parameters, final metrics,
 status (ok / diverged / error / incomplete), score and classification under the study's objective
 (:mod:`searchers.objective`), and its complete config. Pure Python over plain dicts; no Ray.
-The aggregates (nodes, block rows, mutation effects) live in :class:`ntune.ledger.Ledger`, which
-keeps them incrementally; the functions here are its batch form.
+The aggregates (nodes, block rows, mutation effects) live in :class:`ntune.study.ledger.Ledger`.
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ntune.config import ConfigError, get_dotted
-from ntune.ledger import Ledger
+from ntune.config import get_dotted
+from ntune.study.info import block_label
 from searchers.objective import classify, score
 from searchers.record import SEARCH_KEY, SearchRecord
 
@@ -37,27 +36,6 @@ METRIC_KEYS = (
     "spectral_radius",
     "n_iterations",
 )
-
-
-def block_label(block_key: str, value: Any) -> str:
-    """``connectivity_filling_factor=0.25``: the searcher's name of a block."""
-    return f"{block_key.split('.')[-1]}={value}"
-
-
-def read_info(exp_dir: str | Path) -> dict[str, Any]:
-    """The ``study.json`` of an experiment folder."""
-    path = Path(exp_dir) / "study.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{exp_dir}: no study.json; is this an ntune experiment folder (storage_path/name)?"
-        )
-    try:
-        info = json.loads(path.read_text())
-    except (ValueError, OSError) as err:
-        raise ConfigError(f"{path}: corrupt, not readable as JSON ({err})") from None
-    if not isinstance(info, dict) or not {"study", "block_key"} <= info.keys():
-        raise ConfigError(f"{path}: corrupt, not an ntune study.json (no 'study' and 'block_key')")
-    return info
 
 
 def read_trials(exp_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -167,33 +145,3 @@ def fmt(v: Any, digits: int = 4) -> str:
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.{digits}g}"
     return str(v)
-
-
-def group_nodes(records: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
-    """block -> node id -> {id, parent, mutation, params, runs (records), mean_score, n_converged, best, robust}."""
-    blocks: dict[str, None] = {}
-    for rec in records:
-        blocks.setdefault(rec["block"])
-    info = {"study": {"blocks": {"b": []}, "robustness_repeats": 10**9, "n_iter_block": 1}, "block_key": "b"}
-    ledger = Ledger(info).extend(records)
-    return {label: ledger.nodes(label) for label in blocks}
-
-
-def block_summary(
-    info: dict[str, Any], records: list[dict[str, Any]], running: dict[str, str] | None = None
-) -> list[dict[str, Any]]:
-    """One row per block: the sparsity comparison table of memory.md, ``ntune status`` and summary.csv."""
-    ledger = Ledger(info).extend(records)
-    ledger.running = dict(running or {})
-    return ledger.rows()
-
-
-def mutation_effects(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """parameter -> {n, improved, mean_delta}: child node mean score minus its parent's, over all blocks."""
-    info = {"study": {"blocks": {"b": []}, "robustness_repeats": 1, "n_iter_block": 1}, "block_key": "b"}
-    return Ledger(info).extend(records).effects()
-
-
-def study_info(study: Any, base: dict[str, Any]) -> dict[str, Any]:
-    """The content of ``study.json``: the validated study (a StudyConfig), its block key and base config."""
-    return {"study": study.model_dump(mode="json"), "block_key": study.block_key, "base": base}

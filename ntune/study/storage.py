@@ -25,8 +25,8 @@ from urllib.parse import urlparse
 from ntune.config import ConfigError
 
 SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
-# the journal's files (see ntune.journal) and what a run, status, export or report reads of them
-LIVE_FILE = "running.json"  # each running trial's latest evaluation (see ntune.live)
+# the journal's files (see ntune.study.journal) and what a run, status, export or report reads of them
+LIVE_FILE = "running.json"  # each running trial's latest evaluation (see ntune.report.live)
 JOURNAL_FILES = ("study.json", "trials.jsonl", "analysis.md", "memory.md", LIVE_FILE)
 JOURNAL_DIRS = ("ucb", "blocks", "trees")
 TUNE_STATE = "tuner.pkl"  # its presence says Tune can restore the experiment

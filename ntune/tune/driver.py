@@ -13,26 +13,25 @@ import importlib.util
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 from rich.console import Console
 
-from ntune.commands import make_console
-from ntune.config import ConfigError, config_from_dict, dump_config
-from ntune.guards import check_study, preflight
-from ntune.identifiability import console_lines, probe_budgets, study_ceilings, total_budget
-from ntune.journal import Journal
-from ntune.observe import TrialMetrics, block_metrics_callback, job_metadata, readable_trainable
-from ntune.records import SEARCH_KEY, read_info, read_trials, study_info
-from ntune.storage import JOURNAL_DIRS, JOURNAL_FILES, TUNE_STATE, Remote, is_uri, join, mirror_dir
-from ntune.study_config import StudyConfig, load_study, relocated
-from ntune.tune_callbacks import ConsoleProgress, JournalCallback, LiveProgress
-from searchers.objective import classify, score
-from searchers.packing import MEMBERS_KEY, MemberCallbacks, PackingSearcher, member_id
+from ntune.config import ConfigError
+from ntune.study.ceilings import study_ceilings
+from ntune.study.config import StudyConfig
+from ntune.study.guards import check_study, preflight
+from ntune.study.info import console_lines, probe_budgets, read_info, study_info, total_budget
+from ntune.study.journal import Journal
+from ntune.study.records import SEARCH_KEY
+from ntune.study.storage import JOURNAL_DIRS, JOURNAL_FILES, TUNE_STATE, Remote, is_uri, join, mirror_dir
+from ntune.tune.callbacks import ConsoleProgress, JournalCallback, LiveProgress
+from ntune.tune.observe import block_metrics_callback, job_metadata
+from ntune.tune.trainable import make_trainable
+from searchers.packing import MEMBERS_KEY, MemberCallbacks, PackingSearcher
 
 
 def build_searcher(study: StudyConfig, base: dict[str, Any], info: dict[str, Any] | None = None) -> Any:
@@ -61,171 +60,6 @@ def build_searcher(study: StudyConfig, base: dict[str, Any], info: dict[str, Any
         )
     except (ValueError, TypeError) as err:
         raise ConfigError(f"search settings (space, blocks, objective): {err}") from None
-
-
-def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Metrics as JSON/Tune-safe scalars (floats, ints, bools, strings)."""
-    out: dict[str, Any] = {}
-    for k, v in metrics.items():
-        if isinstance(v, bool | str | int):
-            out[k] = v
-        else:
-            try:
-                out[k] = float(v)
-            except (TypeError, ValueError):
-                out[k] = str(v)
-    return out
-
-
-def _write_trial_files(trial_dir: Path, cfg: Any, metrics: dict[str, Any], result: Any, data: Any) -> None:
-    """config.yaml, metrics.json and (unless diverged) W_scatter.png, embedding.png in the trial folder."""
-    from ntune.train import figures
-
-    dump_config(cfg, trial_dir / "config.yaml")
-    (trial_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    if result.status == "ok":
-        for name, fig in figures(result.model, data, metrics, kinds=("W_scatter", "embedding")).items():
-            fig.savefig(trial_dir / f"{name}.png", dpi=90)
-
-
-def make_trainable(study: StudyConfig) -> type:
-    """The Tune trainable of a study (:func:`make_trial` with its resources), its actor named per trial."""
-    from ray import tune
-
-    resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
-    return readable_trainable(tune.with_resources(make_trial(study), resources))
-
-
-def make_trial(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
-    """The Tune function of one trial of ``study``: simulate-or-load, fit, report, write trial files."""
-    study_name = study.name
-    weights = dict(study.objective.weights)
-    thresholds = dict(study.objective.thresholds)
-    threads = study.threads
-    cache_dir = os.environ.get("NTUNE_CACHE") or None  # the driver's cache folder, shared by all trials
-
-    def ntune_trial(config: dict[str, Any]) -> None:
-        import ray
-        import torch
-        from ray import tune
-
-        from ntune.population import train_population
-        from ntune.simulate import load_or_simulate, resolve_device
-        from ntune.train import fit, save_checkpoint
-
-        torch.set_num_threads(threads)
-        if MEMBERS_KEY in config:
-            _population_trial(config[MEMBERS_KEY], weights, thresholds, cache_dir, study_name)
-            return
-        config = dict(config)
-        search = dict(config.pop(SEARCH_KEY, None) or {})
-        cfg = config_from_dict(config)
-        # the trial's working directory, which Tune syncs to storage_path from every node; get_trial_dir()
-        # names the driver-side staging folder for an actor's first trial, lost when it ran on another node
-        trial_dir = Path(tune.get_context().get_storage().trial_working_directory)
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        tags = {
-            "block": str(search.get("block", "")),
-            "node": int(search.get("node", -1)),
-            "strategy": str(search.get("strategy", "")),
-            "trial_dir": str(trial_dir),
-            "ray_node_id": ray.get_runtime_context().get_node_id(),  # which cluster node ran the trial
-        }
-        watch = TrialMetrics(study_name, search, tune.get_context().get_trial_id(), _echo)
-
-        def full(m: dict[str, Any]) -> dict[str, Any]:
-            m = _plain(m)
-            m["score"] = score(m, weights)
-            m["classification"] = classify(m, thresholds) if m.get("final") else "running"
-            return {**m, **tags}
-
-        def on_progress(m: dict[str, Any]) -> None:
-            if not m.get("final"):
-                tune.report(full(m))
-                watch.update(full(m))
-
-        data = load_or_simulate(cfg.simulation, cache_dir=cache_dir)
-        if resolve_device(cfg.training.device).startswith("cuda"):  # the population trainer's CUDA-graph step
-            result = train_population(
-                [cfg], data, on_progress=lambda _, m: on_progress(m), log_dirs=[trial_dir]
-            )[0]
-        else:
-            result = fit(cfg, data, on_progress=on_progress, log_dir=trial_dir)
-        final = full(result.metrics)
-        watch.update(final)
-        _write_trial_files(trial_dir, cfg, final, result, data)
-        with tempfile.TemporaryDirectory() as tmp:
-            save_checkpoint(result, Path(tmp) / "model.pt")
-            tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))
-
-    return ntune_trial
-
-
-def _echo(line: str) -> None:
-    """A line of the trial's log (its worker's stdout: the actor's Log link in the dashboard)."""
-    print(line, flush=True)
-
-
-def _population_trial(
-    members: list[dict[str, Any]],
-    weights: dict[str, float],
-    thresholds: dict[str, float],
-    cache_dir: str | None,
-    study_name: str,
-) -> None:
-    """A packed Tune trial: members grouped by data, trained by ``train_population``, each reported.
-
-    Every report carries ``score`` (the best member's so far, for Tune) and ``MEMBERS_KEY``: one result per
-    member (``{}`` until it has one), the member's own folder ``member<k>`` in ``trial_dir``. A member's
-    final result (``final: True``) completes it in the PackingSearcher and the MemberCallbacks.
-    """
-    from ray import tune
-
-    from ntune.population import train_population
-    from ntune.simulate import load_or_simulate
-    from ntune.train import save_checkpoint
-
-    trial_dir = Path(tune.get_context().get_storage().trial_working_directory)
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    searches = [dict(m.get(SEARCH_KEY) or {}) for m in members]
-    cfgs = [config_from_dict({k: v for k, v in m.items() if k != SEARCH_KEY}) for m in members]
-    dirs = [trial_dir / f"member{k}" for k in range(len(members))]
-    latest: list[dict[str, Any]] = [{} for _ in members]
-    trial_id = tune.get_context().get_trial_id()
-    watches = [TrialMetrics(study_name, s, member_id(trial_id, k), _echo) for k, s in enumerate(searches)]
-
-    def full(k: int, m: dict[str, Any]) -> dict[str, Any]:
-        m = _plain(m)
-        m["score"] = score(m, weights)
-        m["classification"] = classify(m, thresholds) if m.get("final") else "running"
-        s = searches[k]
-        tags = {"block": str(s.get("block", "")), "node": int(s.get("node", -1))}
-        return {**m, **tags, "strategy": str(s.get("strategy", "")), "trial_dir": str(dirs[k])}
-
-    def report(k: int, m: dict[str, Any]) -> None:
-        latest[k] = full(k, m)
-        watches[k].update(latest[k])
-        best = max((r["score"] for r in latest if r), default=0.0)
-        tune.report({"score": best, MEMBERS_KEY: [dict(r) for r in latest]})
-
-    by_data: dict[str, list[int]] = {}
-    for k, c in enumerate(cfgs):
-        by_data.setdefault(c.simulation_hash(), []).append(k)
-    for ids in by_data.values():
-        data = load_or_simulate(cfgs[ids[0]].simulation, cache_dir=cache_dir)
-        for d in (dirs[k] for k in ids):
-            d.mkdir(parents=True, exist_ok=True)
-        results = train_population(
-            [cfgs[k] for k in ids],
-            data,
-            on_progress=lambda j, m, ids=ids: None if m.get("final") else report(ids[j], m),
-            log_dirs=[dirs[k] for k in ids],
-        )
-        for k, result in zip(ids, results, strict=True):
-            final = full(k, result.metrics)
-            _write_trial_files(dirs[k], cfgs[k], final, result, data)
-            save_checkpoint(result, dirs[k] / "model.pt")
-            report(k, result.metrics)
 
 
 def trial_dirname(trial: Any) -> str:
@@ -344,20 +178,26 @@ def _prepare_dir(
     return False
 
 
-def run_command(
-    study_path: str | Path,
+@dataclass(frozen=True)
+class StudyRun:
+    """What :func:`run_study` leaves: the experiment folder (a local mirror for object storage), the
+    study's whole trial budget and, for object storage, the remote experiment."""
+
+    exp_dir: Path
+    n_trials: int
+    remote: Remote | None = None
+
+
+def run_study(
+    study: StudyConfig,
+    base: dict[str, Any],
     *,
-    overrides: list[str] | None = None,
     address: str | None = None,
-    name: str | None = None,
-    storage: str | None = None,
     fresh: bool = False,
-    console: Console | None = None,
-) -> int:
-    """Run or resume a study; returns 0 when every trial of the budget completed, 130 when interrupted."""
-    console = console or make_console(highlight=False, soft_wrap=True)
-    study, base = load_study(study_path, overrides)
-    study = relocated(study, name, storage)
+    console: Console,
+) -> StudyRun:
+    """Run or resume ``study`` (validated, with its resolved ``base`` config) until its budget is spent or
+    it is interrupted; progress goes to ``console``."""
     remote = Remote(join(study.storage_path, study.name)) if is_uri(study.storage_path) else None
     if remote is not None:  # the journal writes into a local mirror; Remote copies it up
         exp_dir = mirror_dir(remote.uri, "run")
@@ -446,19 +286,4 @@ def run_command(
             import ray
 
             ray.shutdown()
-    return _finish(exp_dir, total_budget(info, list(searcher.trees)), console, remote)
-
-
-def _finish(exp_dir: Path, n_trials: int, console: Console, remote: Remote | None = None) -> int:
-    from ntune.commands import export_command, status_command
-
-    records, _ = read_trials(exp_dir)
-    status_command(exp_dir, console=console, stopped=True)
-    if len(records) < n_trials:
-        console.print(f"stopped after {len(records)}/{n_trials} trials; run the same command to resume")
-        return 130
-    export_command(exp_dir, out=None, fmt="yaml", console=console)
-    if remote is not None:
-        remote.push(exp_dir, (*JOURNAL_FILES, "summary.csv"), (*JOURNAL_DIRS, "best"))
-        console.print(f"uploaded to {remote.uri}")
-    return 0
+    return StudyRun(exp_dir, total_budget(info, list(searcher.trees)), remote)

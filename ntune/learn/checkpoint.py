@@ -7,18 +7,18 @@ the SignalGNN), ``optimizer`` (state dict), ``config`` (the full config as a pla
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-import ntune
 from ntune.config import NtuneConfig, config_from_dict, config_to_dict
-from ntune.model import SignalGNN
+from ntune.learn.model import SignalGNN
 
 
 class Checkpointable(Protocol):
-    """What a checkpoint stores of a training result (``ntune.train.TrainResult`` has it; no import of it)."""
+    """What a checkpoint stores of a training result (``ntune.learn.train.TrainResult`` has it; no import of it)."""
 
     model: SignalGNN
     config: NtuneConfig | None
@@ -39,7 +39,7 @@ def save_checkpoint(result: Checkpointable, path: str | Path) -> Path:
     model = result.model
     payload = {
         "format": FORMAT,
-        "ntune_version": ntune.__version__,
+        "ntune_version": version("ntune"),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "model_args": {
             "n_neurons": model.n_neurons,

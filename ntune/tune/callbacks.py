@@ -1,7 +1,7 @@
 """The driver-side Tune callbacks of a study: the journal, the console progress, the live board.
 
-Each is a thin view over :class:`ntune.journal.Journal` (records in memory, files appended); Ray Tune
-calls them on the driver. ``ntune.study`` wires them into the Tuner.
+Each is a thin view over :class:`ntune.study.journal.Journal` (records in memory, files appended); Ray Tune
+calls them on the driver. ``ntune.tune.driver`` wires them into the Tuner.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 from ray.tune import Callback
 from rich.markup import escape
 
-from ntune.commands import make_console
-from ntune.journal import Journal
-from ntune.live import LiveBoard
-from ntune.records import SEARCH_KEY, fmt, make_record
+from ntune.console import make_console
+from ntune.study.journal import Journal
+from ntune.study.records import SEARCH_KEY, fmt, make_record
+from ntune.study.running import LiveBoard
 from searchers.packing import MEMBERS_KEY, member_id, member_results
 
 PROGRESS_EVERY_S = 30.0  # seconds between per-block progress lines while trials run
@@ -138,7 +138,7 @@ class ConsoleProgress(Callback):
 
 
 class LiveProgress(Callback):
-    """Tune callback keeping ``running.json`` current: each running trial's latest evaluation (:mod:`ntune.live`).
+    """Tune callback keeping ``running.json`` current: each running trial's latest evaluation (:mod:`ntune.report.live`).
 
     Sits outside :class:`MemberCallbacks`: a packed trial's result is split into its members here.
     """

@@ -15,7 +15,7 @@ Files in the experiment folder:
 
 :class:`Journal` reads ``trials.jsonl`` once (start or resume), then only appends: a completion
 costs the same at the 5 000th trial as at the first. No Ray here: the Tune callback that feeds it
-lives in :mod:`ntune.study`.
+lives in :mod:`ntune.tune.driver`.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from ntune.guards import safe_name
-from ntune.ledger import Ledger
 from ntune.plots import plot_tree, save_figure
-from ntune.records import SEARCH_KEY, read_info
-from ntune.render import format_entry, render_memory_of
+from ntune.study.guards import safe_name
+from ntune.study.info import read_info
+from ntune.study.ledger import Ledger
+from ntune.study.records import SEARCH_KEY
+from ntune.study.render import format_entry, render_memory_of
 
 TREE_EVERY_S = 5.0  # seconds between rewrites of one block's ucb/ text and tree plot while trials run
 _TRIAL_LINE = re.compile(r"^Trial: (\S+)", re.M)
@@ -74,7 +75,7 @@ def save_tree_plot(text: str, path: Path, title: str) -> None:
 class Journal:
     """The journal of one experiment folder: records in memory (a :class:`Ledger`), files appended.
 
-    With a ``remote`` (a :class:`ntune.storage.Remote`: the experiment lives on object storage and
+    With a ``remote`` (a :class:`ntune.study.storage.Remote`: the experiment lives on object storage and
     ``exp_dir`` is its local mirror), :meth:`sync` copies the changed files up.
     """
 

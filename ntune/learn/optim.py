@@ -1,19 +1,17 @@
 """The population's optimizers: torch.optim's arithmetic with one learning rate per member and group.
 
 Member k's update reads only member k's slices (parameters, gradients, state, ``lr[k]``), so a member
-follows the trajectory torch.optim gives the same config alone (``ntune.train.make_optimizer``).
+follows the trajectory torch.optim gives the same config alone (``ntune.learn.train.make_optimizer``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from ntune.population import PopulationGNN
 
 BETAS, EPS, ADAMW_DECAY, RMS_ALPHA = (0.9, 0.999), 1e-8, 1e-2, 0.99  # torch.optim defaults
 
@@ -27,11 +25,10 @@ class BatchedOptimizer:
     elementwise formulas as torch.optim's, vectorised over members. ``step_count`` lives on the device.
     """
 
-    def __init__(self, model: PopulationGNN, kind: str, lr: Tensor) -> None:
+    def __init__(self, groups: Sequence[Sequence[Tensor]], kind: str, lr: Tensor) -> None:
+        """``groups[g]``: the (K, ...) parameters stepped at ``lr[:, g]`` (W, a, the MLPs)."""
         self.kind = kind
-        self.params = [(model.W, 0), (model.a, 1)] + [
-            (p, 2) for mlp in (model.lin_edge, model.lin_phi) for p in mlp.parameters()
-        ]
+        self.params = [(p, g) for g, group in enumerate(groups) for p in group]
         self.lr = lr  # (K, 3)
         self.step_count = torch.zeros((), device=lr.device)
         n_state = {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 0}[kind]
@@ -90,7 +87,7 @@ class BatchedOptimizer:
                 )
 
     @torch.no_grad()
-    def freeze(self, k: int, model: PopulationGNN) -> None:
+    def freeze(self, k: int) -> None:
         """Stop member k: zero its parameters, optimizer state and learning rates (finite, no updates)."""
         self.lr[k] = 0.0
         for i, (p, _) in enumerate(self.params):

@@ -1,10 +1,10 @@
 """Console commands: ``ntune simulate``, ``train`` and, over experiment folders, ``status``, ``export``, ``report``.
 
-Each calls a domain function (:func:`ntune.simulate.load_or_simulate`, :func:`ntune.train.fit`, :mod:`ntune.export`) and prints what it returns:
+Each calls a domain function (:func:`ntune.data.simulate.load_or_simulate`, :func:`ntune.learn.train.fit`, :mod:`ntune.report.export`) and prints what it returns:
 progress bars and tables live here, not in the domain modules. No Ray.
 
 An experiment given as a URI (``s3://bucket/prefix/name``) is first downloaded into its local mirror
-(:func:`ntune.storage.open_experiment`); ``export`` and ``report`` write there and copy what they wrote
+(:func:`ntune.study.storage.open_experiment`); ``export`` and ``report`` write there and copy what they wrote
 back up, next to the experiment's other files (``export --out DIR`` writes to the local DIR only).
 """
 
@@ -22,28 +22,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ntune.export import export, report, report_inputs, status_rows
-from ntune.live import WatchView, watch_view
-from ntune.records import fmt
-from ntune.storage import JOURNAL_DIRS, LIVE_FILE, open_experiment
+from ntune.report.export import export, report, report_inputs, status_rows
+from ntune.report.live import WatchView, watch_view
+from ntune.study.records import fmt
+from ntune.study.storage import JOURNAL_DIRS, LIVE_FILE, open_experiment
 
 if TYPE_CHECKING:
     from ntune.config import NtuneConfig
-
-LOG_WIDTH = 140  # columns when the output is a file or pipe (rich would squash tables to 80)
-
-
-def make_console(**kwargs: Any) -> Console:
-    """A console for ntune's output: the terminal's width, or LOG_WIDTH when writing to a file or pipe."""
-    import os
-    import sys
-
-    if "width" not in kwargs and not os.environ.get("COLUMNS"):
-        stream = sys.stderr if kwargs.get("stderr") else sys.stdout
-        if not stream.isatty():
-            kwargs["width"] = LOG_WIDTH
-    return Console(**kwargs)
-
 
 STATUS_COLUMNS = (
     "block",
@@ -62,7 +47,7 @@ STATUS_COLUMNS = (
 
 
 def status_table(title: str, caption: str, rows: list[dict[str, Any]]) -> Table:
-    """The per-block table of ``ntune status`` (and of ``status --watch``) from :func:`ntune.export.status_rows`."""
+    """The per-block table of ``ntune status`` (and of ``status --watch``) from :func:`ntune.report.export.status_rows`."""
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption=caption)
     for col in STATUS_COLUMNS:
         table.add_column(col, justify="right", no_wrap=True)
@@ -116,7 +101,7 @@ def progress_bar(fraction: float) -> str:
 
 
 def running_table(view: WatchView, now: float) -> Table:
-    """The running trials of a :class:`ntune.live.WatchView` with their latest evaluation."""
+    """The running trials of a :class:`ntune.report.live.WatchView` with their latest evaluation."""
     table = Table(
         title=f"running trials: {len(view.running) + len(view.waiting)}",
         box=box.SIMPLE_HEAD,
@@ -194,7 +179,7 @@ def watch_command(exp_dir: str | Path, *, console: Console, interval: float) -> 
 
 
 def export_command(exp_dir: str | Path, *, out: Path | None, fmt: str, console: Console) -> None:
-    """Export (see :func:`ntune.export.export`) and print what was written."""
+    """Export (see :func:`ntune.report.export.export`) and print what was written."""
     local, remote = open_experiment(exp_dir, ("ucb",))
     done = export(local, out=out, fmt=fmt)
     if remote is not None and out is None:
@@ -232,10 +217,10 @@ def train_command(config: NtuneConfig, *, out: Path | None, console: Console) ->
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from ntune.checkpoint import save_checkpoint
     from ntune.config import dump_config
-    from ntune.simulate import load_or_simulate
-    from ntune.train import METRIC_KEYS, figures, fit
+    from ntune.data.load import load_or_simulate
+    from ntune.learn.checkpoint import save_checkpoint
+    from ntune.learn.train import METRIC_KEYS, figures, fit
 
     out = Path(out) if out is not None else Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
@@ -279,9 +264,9 @@ def simulate_command(config: NtuneConfig, *, console: Console) -> None:
     from rich.progress import Progress as Bar
     from rich.table import Table
 
-    from ntune.identifiability import verdict
+    from ntune.data.identifiability import verdict
+    from ntune.data.load import load_or_simulate
     from ntune.plots import save_data_plots
-    from ntune.simulate import load_or_simulate
 
     sim = config.simulation
     start = time.perf_counter()

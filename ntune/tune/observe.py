@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ntune.records import SEARCH_KEY, fmt
-from ntune.render import SHORT_NAMES
+from ntune.study.records import SEARCH_KEY, fmt
+from ntune.study.render import SHORT_NAMES
 from searchers.packing import MEMBERS_KEY
 
 BLOCK_SHORT = {"connectivity_filling_factor": "ff"}  # block key leaf -> the short name in actor names

@@ -1,13 +1,11 @@
-"""Running trials and their progress, as ``ntune status --watch`` shows them (no Ray, no printing).
+"""``running.json``: each running trial's latest evaluation, written by the driver, read by ``status --watch``.
 
 While a trial runs, Ray Tune keeps its reported results on the driver's machine (``result.json`` in a
 staging folder that reaches ``storage_path`` only with a checkpoint, i.e. at the trial's end), so the
 experiment folder alone does not say how far a running trial is. The driver therefore keeps one more
 journal file, ``running.json``: trial id -> the latest evaluation of each running trial (block, node,
 strategy, progress, iteration, connectivity_R2, cluster_accuracy, loss, the Ray node), rewritten at
-most every ``every_s`` seconds by :class:`LiveBoard`. :func:`watch_view` joins it with the journal:
-a trial counts as running while ``trials.jsonl`` holds its start and not its completion, so entries a
-killed driver left behind are ignored.
+most every ``every_s`` seconds by :class:`LiveBoard`. No Ray, no printing.
 """
 
 from __future__ import annotations
@@ -16,13 +14,11 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ntune.export import status_rows
-from ntune.records import read_trials
-from ntune.storage import LIVE_FILE
+from ntune.study.storage import LIVE_FILE
 
 LIVE_EVERY_S = 2.0  # seconds between rewrites of running.json while results arrive
 NUMBERS = ("progress", "iteration", "n_iterations", "connectivity_R2", "cluster_accuracy", "loss")
@@ -130,34 +126,3 @@ def read_running(exp_dir: str | Path) -> dict[str, RunningTrial]:
             updated=_float(entry.get("updated")),
         )
     return out
-
-
-@dataclass(frozen=True)
-class WatchView:
-    """One frame of ``ntune status --watch``: the status table's data, the running trials, and the end."""
-
-    title: str
-    caption: str
-    rows: list[dict[str, Any]]
-    done: int  # trials recorded (completed, failed or errored)
-    total: int  # trials the study's budget holds
-    finished: bool  # every block has recorded its budget: the study has ended
-    running: list[RunningTrial] = field(default_factory=list)  # started, not recorded; with progress
-    waiting: list[tuple[str, str]] = field(default_factory=list)  # (trial id, block): started, no result yet
-
-
-def watch_view(exp_dir: str | Path) -> WatchView:
-    """The status table's title, caption and rows (:func:`ntune.export.status_rows`), plus running trials.
-
-    Running trials are those ``trials.jsonl`` shows started and not completed; each with its entry in
-    ``running.json`` when it has one (sorted by block, then node), else listed in ``waiting``.
-    """
-    title, caption, rows = status_rows(exp_dir)
-    _, started = read_trials(exp_dir)
-    board = read_running(exp_dir)
-    running = sorted((board[t] for t in started if t in board), key=lambda r: (r.block, r.node, r.trial_id))
-    waiting = sorted((t, b) for t, b in started.items() if t not in board)
-    done = sum(int(r["trials"]) for r in rows)
-    total = sum(int(r["budget"]) for r in rows)
-    finished = bool(rows) and all(int(r["trials"]) >= int(r["budget"]) for r in rows)
-    return WatchView(title, caption, rows, done, total, finished, running, waiting)

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from ntune.commands import make_console
 from ntune.config import ConfigError, NtuneConfig, dump_config, load_config
+from ntune.console import make_console
 
 app = typer.Typer(
     help=(
@@ -41,7 +41,7 @@ def _fail(err: Exception) -> typer.Exit:
 
 def _load(config: Path, overrides: list[str] | None, what: str | None = None) -> NtuneConfig:
     """Load and validate ``config``; with ``what`` ("simulation" or "trial") also check that it fits in memory."""
-    from ntune.guards import check_memory
+    from ntune.study.guards import check_memory
 
     try:
         cfg = load_config(config, overrides)
@@ -82,7 +82,7 @@ def config_import(
 @app.command()
 def simulate(config: ConfigArg, set_: SetOpt = None) -> None:
     """Simulate (or load from the cache) the network of CONFIG; writes activity.png and connectivity.png."""
-    from ntune.commands import simulate_command
+    from ntune.cli.commands import simulate_command
 
     cfg = _load(config, set_, "simulation")
     try:
@@ -98,7 +98,7 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/train-<time>).")] = None,
 ) -> None:
     """Train a SignalGNN on CONFIG's data; writes config, metrics, checkpoint, plots, TensorBoard events."""
-    from ntune.commands import train_command
+    from ntune.cli.commands import train_command
 
     cfg = _load(config, set_, "trial")
     try:
@@ -127,7 +127,7 @@ def run(
     ] = False,
 ) -> None:
     """Run (or resume) a study: one UCB tree per block, trials in parallel on Ray Tune."""
-    from ntune.study import run_command
+    from ntune.cli.run import run_command
 
     try:
         code = run_command(study, overrides=set_, address=address, name=name, storage=storage, fresh=fresh)
@@ -154,7 +154,7 @@ def status(
     interval: Annotated[float, typer.Option(help="Seconds between refreshes of --watch (> 0).")] = 2.0,
 ) -> None:
     """Per-block table of a finished, running or interrupted experiment (--watch: live, with the running trials)."""
-    from ntune.commands import status_command, watch_command
+    from ntune.cli.commands import status_command, watch_command
 
     if not interval > 0:
         raise _fail(ConfigError(f"--interval: {interval} must be a number of seconds > 0"))
@@ -199,7 +199,7 @@ def submit(
     The cluster's nodes need ntune installed at this version (the docker/ image). The job is named
     ntune-<study>-<time>; ntune status/export/report read the results from the storage.
     """
-    from ntune.submit import follow_job, submit_study
+    from ntune.tune.submit import follow_job, submit_study
 
     try:
         job = submit_study(study, address=address, overrides=set_, name=name, storage=storage, fresh=fresh)
@@ -236,7 +236,7 @@ def export(
     ] = "yaml",
 ) -> None:
     """Export the best config per block (robust configs preferred) and summary.csv."""
-    from ntune.commands import export_command
+    from ntune.cli.commands import export_command
 
     try:
         export_command(experiment, out=out, fmt=format_, console=console)
@@ -247,7 +247,7 @@ def export(
 @app.command()
 def report(experiment: ExpArg) -> None:
     """Write report.md: comparison table, R^2 and cluster accuracy against filling factor, trees, scatters."""
-    from ntune.commands import report_command
+    from ntune.cli.commands import report_command
 
     try:
         report_command(experiment, console=console)

@@ -26,10 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from ntune.config import NtuneConfig
-from ntune.model import SignalGNN
-from ntune.population_optim import BatchedOptimizer, Plateau
-from ntune.simulate import SimData, resolve_device
-from ntune.train import (
+from ntune.data.simulate import SimData, resolve_device
+from ntune.learn.model import SignalGNN
+from ntune.learn.optim import BatchedOptimizer, Plateau
+from ntune.learn.train import (
     CHECK_EVERY,
     LOSS_TERMS,
     N_IMAGES,
@@ -80,7 +80,7 @@ class BatchedMLP(nn.Module):
         return h.reshape(*shape[:-1], h.shape[-1])  # (K, ..., out)
 
     def member(self, k: int, mlp: nn.Module) -> None:
-        """Copy member k's weights into ``mlp`` (an :class:`ntune.model.MLP` of the same shape)."""
+        """Copy member k's weights into ``mlp`` (an :class:`ntune.learn.model.MLP` of the same shape)."""
         linears = [m for m in mlp.modules() if isinstance(m, nn.Linear)]
         for lin, w, b in zip(linears, self.weight, self.bias, strict=True):
             lin.weight.copy_(w[k].mT)
@@ -101,6 +101,10 @@ class PopulationGNN(nn.Module):
 
     def W_masked(self) -> Tensor:
         return self.W * self.mask  # (K, N, N)
+
+    def param_groups(self) -> list[list[Tensor]]:
+        """The optimizer's groups, in the order of the learning rates: [W], [a], the MLPs' parameters."""
+        return [[self.W], [self.a], [*self.lin_edge.parameters(), *self.lin_phi.parameters()]]
 
     def edge_term(self, u: Tensor) -> Tensor:
         """lin_edge_k applied elementwise: u (K, ...) -> (K, ...)."""
@@ -235,7 +239,7 @@ def _train_group(
         ],
         device=dev,
     )  # (K, 3) fmt: skip
-    opt = BatchedOptimizer(model, tc0.optimizer, lr)
+    opt = BatchedOptimizer(model.param_groups(), tc0.optimizer, lr)
     lr_base = lr.clone()  # (K, 3)
     cosine_T = torch.tensor(n_iters, device=dev, dtype=torch.float32).unsqueeze(1)  # (K, 1)
     coeffs = _coefficients(configs, dev)
@@ -294,7 +298,7 @@ def _train_group(
         results[k] = TrainResult(
             status, final, member, history[k], configs[k], opt.state_dict(k), epoch, losses_np
         )
-        opt.freeze(k, model)
+        opt.freeze(k)
         lr_base[k] = 0.0
         alive.discard(k)
 

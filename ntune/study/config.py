@@ -26,7 +26,7 @@ from ntune.config import (
     read_yaml,
     set_dotted,
 )
-from ntune.guards import BAD_NAME_CHARS
+from ntune.study.guards import BAD_NAME_CHARS
 from searchers.objective import default_thresholds, default_weights
 from searchers.space import validate_domain
 from searchers.tree import DEFAULT_UCB_C
@@ -81,7 +81,7 @@ class Resources(_Model):
 
 
 class DataLimited(_Model):
-    """Blocks whose identifiability ceiling is below the connectivity_R2 threshold (ntune.identifiability)."""
+    """Blocks whose identifiability ceiling is below the connectivity_R2 threshold (ntune.data.identifiability)."""
 
     check: bool = Field(True, description="Compute each block's ceiling before the study starts.")
     probe_trials: Int = Field(

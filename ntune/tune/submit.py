@@ -31,8 +31,8 @@ from urllib.parse import urlparse
 import yaml
 
 from ntune.config import ConfigError, read_yaml
-from ntune.storage import is_uri, join
-from ntune.study_config import StudyConfig, load_study, relocated
+from ntune.study.config import StudyConfig, load_study, relocated
+from ntune.study.storage import is_uri, join
 
 ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")  # where Ray's own `ray job` looks, in order
 FINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")

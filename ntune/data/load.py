@@ -1,0 +1,93 @@
+"""One load step: the cache -> simulate -> identify -> write, per simulation config.
+
+``load_or_simulate`` returns the cached data of a simulation config, or simulates them
+(:func:`ntune.data.simulate.simulate`, a pure integrator), runs the identifiability oracle
+(:mod:`ntune.data.identifiability`) and writes the cache entry, once per machine under a file lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ntune.config import SimulationConfig
+from ntune.data import cache
+from ntune.data.identifiability import of_data
+from ntune.data.simulate import Progress, SimData, simulate
+
+log = logging.getLogger(__name__)
+
+
+def _arrays(data: SimData) -> dict[str, np.ndarray]:
+    return {
+        "u": data.u,
+        "y": data.y,
+        "W": data.W,
+        "mask": data.mask,
+        "types": data.types,
+        "params": data.params,
+    }
+
+
+def _from_entry(entry: Path, config: SimulationConfig, warn: bool = True) -> SimData | None:
+    """The cached data of ``entry``; None if absent; a corrupt entry is treated as absent (logged if ``warn``)."""
+    try:
+        found = cache.read_entry(entry)
+    except cache.CacheCorruptError as err:
+        if warn:
+            log.warning("corrupt cache entry, regenerating: %s", err)
+        return None
+    if found is None:
+        return None
+    a, meta = found
+    summary = {k: float(v) for k, v in meta["summary"].items()}
+    data = SimData(a["u"], a["y"], a["W"], a["mask"], a["types"], a["params"], config, summary, entry)
+    if "ceiling" in summary:
+        data.silent = list(meta.get("silent", []))
+        return data
+    with cache.entry_lock(entry):  # an entry cached before identifiability existed: compute it once
+        add_identifiability(data)
+        cache.update_meta(entry, {"summary": data.summary, "silent": data.silent})
+    return data
+
+
+def add_identifiability(data: SimData) -> None:
+    """Compute the oracle of :mod:`ntune.data.identifiability` and add its numbers to ``data.summary``."""
+    nan = float("nan")
+    found: dict[str, Any] = (
+        of_data(data) if data.summary.get("finite", 1.0) else {"ceiling": nan, "R2_exact": nan, "silent": []}
+    )
+    data.silent = found.pop("silent")
+    data.summary.update(found)
+
+
+def cache_entry(config: SimulationConfig, cache_dir: str | Path | None = None) -> Path:
+    """Where the data of ``config`` are (or will be) cached."""
+    return cache.cache_root(cache_dir) / cache.entry_name(config.model_dump(mode="json"))
+
+
+def load_or_simulate(
+    config: SimulationConfig, *, cache_dir: str | Path | None = None, progress: Progress | None = None
+) -> SimData:
+    """Cached data of ``config``, simulating and caching them first if needed (once per machine, file lock)."""
+    entry = cache_entry(config, cache_dir)
+    data = _from_entry(entry, config)
+    if data is not None:
+        return data
+    with cache.entry_lock(entry):
+        data = _from_entry(entry, config, warn=False)  # re-check under the lock; warned above already
+        if data is not None:
+            return data
+        data = simulate(config, progress=progress)
+        add_identifiability(data)
+        meta = {
+            "config": config.model_dump(mode="json", exclude={"device"}),
+            "summary": data.summary,
+            "silent": data.silent,
+        }
+        cache.write_entry(entry, _arrays(data), meta)
+        data.path = entry
+        return data

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/trainer_speed.py [--sizes 100 300 1000] [--batch 8] [--threads 1] [--device cpu]
 
-One step = the full training loss of ntune.learn.train.loss_terms (prediction + L1 + lin_phi-zero + edge
+One step = the full training loss of ntune.learn.loss.loss_terms (prediction + L1 + lin_phi-zero + edge
 monotonicity), backward, Adam step, on a complete graph of N neurons. Back ends:
 
 * ``dense``: ``lin_edge(u) @ (W * mask).T`` (ntune's default);
@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
 
+from ntune.learn.loss import loss_terms
 from ntune.learn.model import SignalGNN
-from ntune.learn.train import loss_terms
 
 
 class PerEdgeMLP(MessagePassing):

@@ -22,9 +22,10 @@ from collections.abc import Callable
 import torch
 
 from ntune.config import NtuneConfig, config_from_dict, load_config
-from ntune.learn.optim import BatchedOptimizer
-from ntune.learn.population import PopulationGNN
-from ntune.learn.train import init_model, l1_coefficient, loss_terms, make_optimizer
+from ntune.learn.loss import l1_coefficient, loss_terms
+from ntune.learn.model import PopulationGNN
+from ntune.learn.optim import BatchedOptimizer, make_optimizer
+from ntune.learn.train import init_model
 
 GPU_BYTES = 80e9
 GPU_USABLE = 0.9  # CUDA context, allocator slack and workspaces take the rest
@@ -42,7 +43,7 @@ def single_step(config: NtuneConfig, u: torch.Tensor, y: torch.Tensor) -> Callab
     """The step of ``fit``: random frames, loss_terms, backward, fused Adam."""
     model = init_model(config, u.shape[1], torch.device("cpu"))
     optimizer = make_optimizer(model, config.training)
-    coeffs = (l1_coefficient(config), config.training.coeff_lin_phi_zero, config.training.coeff_edge_diff)
+    coeffs = (l1_coefficient(config, 0), config.training.coeff_lin_phi_zero, config.training.coeff_edge_diff)
     batch = config.training.batch_size
 
     def step() -> None:
@@ -69,7 +70,7 @@ def population_step(config: NtuneConfig, K: int, u: torch.Tensor, y: torch.Tenso
     optimizer = BatchedOptimizer(model.param_groups(), tc.optimizer, lr)
     coeffs = tuple(
         torch.full((K,), float(c))
-        for c in (l1_coefficient(config), tc.coeff_lin_phi_zero, tc.coeff_edge_diff)
+        for c in (l1_coefficient(config, 0), tc.coeff_lin_phi_zero, tc.coeff_edge_diff)
     )
 
     def step() -> None:
@@ -127,7 +128,7 @@ def main() -> None:
     if args.compile:
         model = init_model(config, 100, torch.device("cpu"))
         optimizer = make_optimizer(model, config.training)
-        coeffs = (l1_coefficient(config), 1.0, 100.0)
+        coeffs = (l1_coefficient(config, 0), 1.0, 100.0)
         loss = torch.compile(lambda uu, yy: loss_terms(model, uu, yy, coeffs, 3.0).sum())
 
         def compiled() -> None:

@@ -35,8 +35,7 @@ NB01 = [
         "# One network: simulate, train, check\n\n"
         "Simulate a PDE_N2 network, train a SignalGNN on it, and look at what it learned: the W scatter "
         "(learned against true connectivity), the neuron embedding, and a rollout of the learned model "
-        "from the first held-out frame. Uses ntune's public API only: `ntune.config`, `ntune.data.simulate`, "
-        "`ntune.learn.train`, `ntune.learn.metrics`, `ntune.plots`."
+        "from the first held-out frame. Uses ntune's public API only (`import ntune`), and `ntune.plots` to draw."
     ),
     new_code_cell(
         "# Parameters (environment variables override them; tests/test_notebooks.py uses a tiny network)\n"
@@ -50,21 +49,18 @@ NB01 = [
         "import matplotlib.pyplot as plt\n"
         "import numpy as np\n"
         "import torch\n\n"
-        "from ntune.config import dump_config, load_config\n"
-        "from ntune.learn.metrics import rollout_scores\n"
-        "from ntune.plots import plot_activity, plot_connectivity\n"
-        "from ntune.data.simulate import load_or_simulate\n"
-        "from ntune.learn.train import figures, fit, rollout\n\n"
+        "import ntune\n"
+        "from ntune.plots import plot_activity, plot_connectivity\n\n"
         "torch.set_num_threads(1)  # one thread is fastest at quickstart size\n" + SHOW
     ),
     new_markdown_cell("## The run config\n\nValidated on load; `OVERRIDES` are dotted `key=value` settings."),
-    new_code_cell("cfg = load_config(CONFIG, OVERRIDES)\nprint(dump_config(cfg))"),
+    new_code_cell("cfg = ntune.load_config(CONFIG, OVERRIDES)\nprint(ntune.dump_config(cfg))"),
     new_markdown_cell(
         "## Simulate (or load from the cache)\n\n"
         "Data are cached in `$NTUNE_CACHE` (default `~/.cache/ntune`) under a hash of the simulation section."
     ),
     new_code_cell(
-        "data = load_or_simulate(cfg.simulation)\n"
+        "data = ntune.load_or_simulate(cfg.simulation)\n"
         'print(f"u: {data.u.shape}, cache entry: {data.path}")\n'
         "for k, v in data.summary.items():\n"
         '    print(f"  {k}: {v:.4g}")\n'
@@ -76,7 +72,7 @@ NB01 = [
     ),
     new_markdown_cell("## Train\n\n`fit` returns the status, the final metrics, the model and the loss curve."),
     new_code_cell(
-        "result = fit(cfg, data)\n"
+        "result = ntune.fit(cfg, data)\n"
         'print("status:", result.status)\n'
         'for k in ("connectivity_R2", "cluster_accuracy", "test_R2", "test_pearson", "connectivity_slope",\n'
         '          "zero_band", "final_loss", "training_time_min"):\n'
@@ -89,7 +85,7 @@ NB01 = [
     ),
     new_code_cell(
         'assert result.status == "ok", "the training diverged: lower the learning rates"\n'
-        "for name, fig in figures(result.model, data, result.metrics, result.losses).items():\n"
+        "for name, fig in ntune.figures(result.model, data, result.metrics, result.losses).items():\n"
         "    show(fig)"
     ),
     new_markdown_cell(
@@ -101,8 +97,8 @@ NB01 = [
         "n_frames = data.u.shape[0]\n"
         "start = n_frames - int(round(n_frames * cfg.training.test_fraction))\n"
         "n_roll = min(cfg.training.n_rollout_frames, n_frames - start)\n"
-        "learned, true = rollout(result.model, data, start, n_roll)\n"
-        "test_R2, test_pearson = rollout_scores(learned, true)\n"
+        "learned, true = ntune.rollout(result.model, data, start, n_roll)\n"
+        "test_R2, test_pearson = ntune.rollout_scores(learned, true)\n"
         'print(f"rollout of {n_roll} frames from frame {start}: test_R2 {test_R2:.4f}, test_pearson {test_pearson:.4f}")\n'
         'assert np.isclose(test_R2, result.metrics["test_R2"], atol=1e-3)\n'
         "t = (start + np.arange(n_roll)) * cfg.simulation.delta_t\n"
@@ -123,7 +119,7 @@ NB02 = [
         "Reads an experiment folder (`storage_path/<name>`, finished or still running, local or copied "
         "from a cluster): the sparsity comparison table, R² and cluster accuracy against the filling "
         "factor, the searcher's tree per block, and the W scatter of each block's best trial. Uses "
-        "`ntune.report.export.load_experiment` and `ntune.report.export.best_records`, and the files the study keeps "
+        "`ntune.load_experiment` and `ntune.best_records`, and the files the study keeps "
         "in the folder (`trees/<block>.png`, `ucb/<block>.txt`, each trial's `W_scatter.png`)."
     ),
     new_code_cell(
@@ -137,11 +133,11 @@ NB02 = [
         "import matplotlib.pyplot as plt\n"
         "import pandas as pd\n"
         "from IPython.display import Markdown\n\n"
-        "from ntune.report.export import best_records, load_experiment\n\n"
+        "import ntune\n\n"
         + SHOW
         + "\n\n\n"
         "exp = Path(EXPERIMENT)\n"
-        "info, records, running, rows = load_experiment(exp)\n"
+        "info, records, running, rows = ntune.load_experiment(exp)\n"
         "study = info[\"study\"]\n"
         'print(f"{study[\'name\']}: {len(records)} trials completed, {len(running)} running; blocks by {info[\'block_key\']}")'
     ),
@@ -177,7 +173,7 @@ NB02 = [
     ),
     new_markdown_cell("## The best trial of each block: its W scatter"),
     new_code_cell(
-        "best = best_records(records, rows)\n"
+        "best = ntune.best_records(records, rows)\n"
         "for label, rec in best.items():\n"
         '    m = rec["metrics"]\n'
         "    display(Markdown(\n"

@@ -285,11 +285,60 @@ def parse_overrides(overrides: list[str] | None) -> list[tuple[str, Any]]:
                 f"--set {key}: value {raw!r} is not valid YAML ({problem}); "
                 "quote it or fix the brackets, e.g. --set 'a.b=[1, 2]'"
             ) from None
+        except (ValueError, RecursionError) as err:
+            raise ConfigError(f"--set {key}: value refused: {err}") from None
     return parsed
 
 
+MAX_YAML_NODES = 100_000  # scalars, lists and mappings of a YAML document once its aliases are expanded
+
+
+def _expanded_nodes(node: yaml.Node, memo: dict[int, int], path: set[int]) -> int:
+    """How many nodes ``node`` stands for with every alias expanded (aliases share nodes: memoised)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in path:
+        raise ValueError("an alias refers to a node that contains it (a recursive YAML structure)")
+    path.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    else:
+        children = []
+    total = 1
+    for child in children:
+        total += _expanded_nodes(child, memo, path)
+        if total > MAX_YAML_NODES:
+            break
+    path.discard(key)
+    memo[key] = total
+    return total
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses, before building it, a document whose aliases expand to more than
+    ``MAX_YAML_NODES`` nodes (a "billion laughs" file) or refer to themselves; raises ``ValueError``
+    (with what is wrong) or ``yaml.YAMLError``."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        n = _expanded_nodes(node, {}, set())
+        if n > MAX_YAML_NODES:
+            raise ValueError(
+                f"its aliases (*name) expand to more than {MAX_YAML_NODES} values; "
+                "a config is a few hundred at most: write the values out or use fewer nested aliases"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def _yaml_value(raw: str) -> Any:
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    value = safe_yaml(raw) if raw.strip() else ""
     if isinstance(value, str):
         try:
             return float(value) if any(c in value for c in ".eE") else int(value)
@@ -327,9 +376,11 @@ def read_yaml(path: str | Path) -> Any:
     if "\x00" in text:
         raise ConfigError(f"{path}: not a text file (binary data); give a YAML file")
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except (ValueError, RecursionError) as err:
+        raise ConfigError(f"{path}: refused: {err}") from None
     if data is None:
         raise ConfigError(
             f"{path}: the file is empty. ntune refuses empty configs, because all defaults mean upstream "

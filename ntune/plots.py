@@ -7,7 +7,7 @@ does the figure bookkeeping for file output.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,8 +134,19 @@ def plot_loss(ax: Axes, losses: np.ndarray, names: tuple[str, ...]) -> None:
     ax.legend(fontsize=7)
 
 
-def plot_tree(ax: Axes, nodes: list[tuple[int, int | None, float, str]], title: str = "") -> None:
-    """Draw one block's tree from (id, parent, mean score, mutation) rows: depth down, colour = score."""
+def tree_nodes(tree: Mapping[str, Any]) -> list[tuple[int, int | None, float, str]]:
+    """(id, parent, mean score of its runs, mutation) per node of a tree in ``searchers.tree.Tree.to_dict`` form."""
+    rows = []
+    for node in tree.get("nodes") or []:
+        scores = [float(run["score"]) for run in node.get("runs") or []]
+        mean = sum(scores) / len(scores) if scores else 0.0
+        rows.append((int(node["id"]), node.get("parent"), mean, str(node.get("mutation") or "")))
+    return rows
+
+
+def plot_tree(ax: Axes, tree: Mapping[str, Any], title: str = "") -> None:
+    """Draw one block's search tree (``Tree.to_dict`` form): depth down, colour = the node's mean score."""
+    nodes = tree_nodes(tree)
     by_id = {n[0]: n for n in nodes}
     depth: dict[int, int] = {}
 

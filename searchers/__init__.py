@@ -1,7 +1,9 @@
 """Ray Tune searchers: a dual-objective UCB tree that mutates one parameter per trial.
 
 ``from searchers import UCBTreeSearcher`` works; Ray is imported only when the searcher class is
-first used, so the pure modules (objective, space, tree, policy) stay importable without it.
+first used, so the pure modules (objective, space, tree, the policy and its parts, settings, search,
+checkpoint) stay importable without it. ``searchers.search.TreeSearch`` is the search itself;
+``searchers.ucb`` and ``searchers.packing`` are the thin Ray Tune adapters.
 """
 
 from __future__ import annotations

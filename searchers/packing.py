@@ -10,14 +10,13 @@ No torch import.
 
 from __future__ import annotations
 
-import os
-import pickle
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 from ray.tune import Callback
 from ray.tune.search import Searcher
+
+from searchers.checkpoint import read_pickle, restore_bytes, saved_bytes, write_pickle
 
 MEMBERS_KEY = "_members"
 
@@ -45,6 +44,7 @@ class PackingSearcher(Searcher):
         self.completed: set[str] = set()
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        """Forwarded to the wrapped searcher, whose metric/mode this searcher then takes."""
         ok = self.searcher.set_search_properties(metric, mode, config, **spec)
         self._metric, self._mode = self.searcher.metric, self.searcher.mode
         return ok
@@ -67,6 +67,7 @@ class PackingSearcher(Searcher):
         return {MEMBERS_KEY: configs}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Each member's result goes to the wrapped searcher; a ``final`` one completes that member."""
         for mid, res in zip(self.members.get(trial_id, []), member_results(result), strict=False):
             if not res or mid in self.completed:
                 continue
@@ -79,6 +80,7 @@ class PackingSearcher(Searcher):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
+        """Complete every member not yet completed (one without a result as an error)."""
         results = member_results(result)
         for k, mid in enumerate(self.members.pop(trial_id, [])):
             if mid in self.completed:
@@ -88,35 +90,28 @@ class PackingSearcher(Searcher):
             self.searcher.on_trial_complete(mid, res, error=error or res is None)
 
     def get_state(self) -> dict[str, Any]:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "inner.pkl")
-            self.searcher.save(path)
-            with open(path, "rb") as f:
-                inner = f.read()
+        """The packing (members per Tune trial, completed members) and the wrapped searcher's checkpoint."""
         return {
             "population": self.population,
             "members": self.members,
             "completed": sorted(self.completed),
-            "inner": inner,
+            "inner": saved_bytes(self.searcher.save),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Inverse of ``get_state``: the wrapped searcher is restored from its checkpoint."""
         self.population = state["population"]
         self.members = dict(state["members"])
         self.completed = set(state["completed"])
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "inner.pkl")
-            with open(path, "wb") as f:
-                f.write(state["inner"])
-            self.searcher.restore(path)
+        restore_bytes(self.searcher.restore, state["inner"])
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
+        """Pickle ``get_state()`` to ``checkpoint_path``."""
+        write_pickle(checkpoint_path, self.get_state())
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))
+        """Load a state written by ``save``."""
+        self.set_state(read_pickle(checkpoint_path))
 
 
 @dataclass

@@ -16,7 +16,7 @@ from searchers.space import config_key
 FORMULAS = ("ucb", "puct")
 # Scores lie in [0, 1]: c = 0.1 keeps the bonus of a fresh leaf near real score differences; over c in
 # 0.05-1.414 on the synthetic landscape it was the best or within the seed spread of the best
-# (docs/benchmarks_searcher.md). The textbook sqrt(2) drowns the score differences.
+# (benchmarks/README.md). The textbook sqrt(2) drowns the score differences.
 DEFAULT_UCB_C = 0.1
 
 

@@ -8,11 +8,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ntune.config import set_dotted
 from ntune.study.config import study_from_dict
 from ntune.study.info import study_info
 from ntune.study.journal import Journal
 from ntune.study.records import SEARCH_KEY, make_record
+from searchers.tree import Tree
 
 BASE = {
     "simulation": {"n_neurons": 16, "n_neuron_types": 2, "params": [[10, 1, 1], [10, 2, 2]], "n_frames": 500}
@@ -37,17 +40,34 @@ TINY_RUN: dict[str, Any] = {
         "device": "cpu",
     },
 }
-STUDY = {
-    "name": "fake",
-    "base": BASE,
-    "blocks": {"simulation.connectivity_filling_factor": [1.0, 0.5]},
-    "space": {
-        "training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
-        "training.coeff_W_L1": {"type": "loguniform", "low": 1e-7, "high": 1e-3, "allow_zero": True},
-    },
-    "n_iter_block": 3,
-    "robustness_repeats": 2,
-}
+LR_W = {"training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}
+SPACE = {**LR_W, "training.coeff_W_L1": {"type": "loguniform", "low": 1e-7, "high": 1e-3, "allow_zero": True}}
+
+
+def study_dict(name: str, **changes: Any) -> dict[str, Any]:
+    """The tests' study: two blocks (filling factor 1.0 and 0.5) of the tiny network, lr_W and L1 searched,
+    3 trials per block, robust after 2 converged runs; ``changes`` replace or add top-level fields."""
+    data: dict[str, Any] = {
+        "name": name,
+        "base": TINY_RUN,
+        "blocks": {"simulation.connectivity_filling_factor": [1.0, 0.5]},
+        "space": SPACE,
+        "n_iter_block": 3,
+        "robustness_repeats": 2,
+    }
+    return copy.deepcopy({**data, **changes})
+
+
+def write_study(path: Path, name: str, **changes: Any) -> Path:
+    """:func:`study_dict` written as YAML to ``path``; returns ``path``."""
+    path.write_text(yaml.safe_dump(study_dict(name, **changes)))
+    return path
+
+
+STUDY = study_dict("fake", base=BASE)
+LABELS = tuple(
+    f"connectivity_filling_factor={v}" for v in STUDY["blocks"]["simulation.connectivity_filling_factor"]
+)
 
 # (block value, node, parent, strategy, mutation, lr_W, R2, cluster, status)
 TRIALS = [
@@ -60,8 +80,22 @@ TRIALS = [
 ]
 
 
+def fake_tree(label: str) -> Tree:
+    """A block's tree of two nodes (a root and one mutation of it), one completed run each."""
+    tree = Tree(label)
+    root = tree.add_node({"training.learning_rate_W_start": 1e-3}, None)
+    child = tree.add_node({"training.learning_rate_W_start": 4e-3}, root.id, "lr_W: 1e-3 -> 4e-3", "exploit")
+    for k, (node, run_score) in enumerate(((root, 0.95), (child, 0.6))):
+        tree.add_pending(node.id, f"r{k}", k)
+        tree.complete(f"r{k}", run_score, {"status": "ok"}, "converged")
+    return tree
+
+
 class FakeSearcher:
-    """Has the one method the journal calls."""
+    """What the journal reads of a searcher: a tree per block (:func:`fake_tree`) and its text."""
+
+    def __init__(self, labels: tuple[str, ...] = LABELS) -> None:
+        self.trees = {label: fake_tree(label) for label in labels}
 
     def tree_text(self, label: str) -> str:
         return f"Node 0: UCB=1.000, parent=None, visits=1, R2=0.950, cluster=0.950, mutation=\n# {label}\n"

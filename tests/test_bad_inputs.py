@@ -208,10 +208,6 @@ def test_bad_input_exits_2_names_the_field_and_starts_nothing(
     assert _cache_entries(_private_cache) == before  # nothing simulated, nothing cached
 
 
-def test_the_table_has_at_least_30_cases() -> None:
-    assert len(CONFIG_CASES) >= 30
-
-
 def _experiment(tmp_path: Path, study_json: str | bytes) -> Path:
     exp = tmp_path / "exp"
     exp.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,9 @@ from ntune.config import (
     get_dotted,
     load_config,
     parse_overrides,
+    safe_yaml,
 )
+from ntune.study.config import load_study
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -124,10 +127,52 @@ def test_not_a_mapping(tmp_path: Path) -> None:
 
 
 def test_shipped_configs_validate() -> None:
+    """Every shipped YAML is a run config or a study (a ``base:`` and a ``space:``); each kind validates."""
+    runs, studies = [], []
     for path in sorted(CONFIGS.glob("*.yaml")):
         data = yaml.safe_load(path.read_text())
-        if "simulation" in data or "training" in data:
-            load_config(path)
+        if "base" in data:
+            load_study(path)
+            studies.append(path.name)
+        else:
+            assert load_config(path).simulation.n_neurons > 0
+            runs.append(path.name)
+    assert {"pde_n2.yaml", "quickstart.yaml"} <= set(runs), runs
+    assert {"quickstart_study.yaml", "sparsity_study.yaml"} <= set(studies), studies
+
+
+def test_alias_bomb_is_refused_fast(tmp_path: Path) -> None:
+    """A dozen lines of nested YAML aliases ("billion laughs", 9^9 values) is refused before it is built."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 9)}]" for k in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join([*lines, "simulation: *a8", ""]))
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"bomb.yaml: refused: its aliases .* expand to more than 100000"):
+        load_config(path)
+    assert time.perf_counter() - start < 2.0  # milliseconds in practice; building it would never end
+    result = CliRunner().invoke(app, ["config", "show", str(path)])
+    assert result.exit_code == 2 and "refused" in result.output
+
+
+def test_recursive_alias_and_bomb_override_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "loop.yaml"
+    path.write_text("simulation: &s {nested: *s}\n")
+    with pytest.raises(ConfigError, match="recursive"):
+        load_config(path)
+    bomb = "[" + ", ".join(["&x [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]"] + ["*x"] * 3) + "]"
+    assert parse_overrides([f"training.seed={bomb}"])[0][1][1] == [0] * 10  # small aliases are fine
+    deep = (
+        "[&a0 [0,0,0,0,0,0,0,0,0,0], "
+        + ", ".join(f"&a{k} [{', '.join([f'*a{k - 1}'] * 10)}]" for k in range(1, 7))
+        + "]"
+    )
+    with pytest.raises(ConfigError, match="--set training.seed: value refused"):
+        parse_overrides([f"training.seed={deep}"])
+
+
+def test_anchors_within_the_limit_load() -> None:
+    assert safe_yaml("a: &x [1, 2]\nb: *x\n") == {"a": [1, 2], "b": [1, 2]}
 
 
 def test_cli_exits_2_naming_the_field(tmp_path: Path) -> None:

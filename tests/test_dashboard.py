@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from ray_nodes import BIN, free_port, node_env, start_node, stop_nodes
-from study_fakes import TINY_RUN
+from study_fakes import LR_W, TINY_RUN, write_study
 
 from ntune.study.records import SEARCH_KEY, fmt, read_trials
 from ntune.tune.observe import (
@@ -176,20 +175,17 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
 def watched(head: Head) -> Watched:
     """Runs the tiny study on ``head`` and polls the dashboard and the metrics endpoint every second."""
     run = {**TINY_RUN, "training": {**TINY_RUN["training"], "data_augmentation_loop": 60}}
-    study = {
-        "name": NAME,
-        "base": run,
-        "blocks": {"simulation.connectivity_filling_factor": [1.0, 0.5]},
-        "space": {"training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1}},
-        "n_iter_block": 2,
-        "robustness_repeats": 2,
-        "max_concurrent_trials": 2,
-        "resources": {"cpu": 1, "gpu": 0},
-        "storage_path": str(head.tmp / "results"),
-        "data_limited": {"check": False},  # the tiny network is data-limited at ff 1.0
-    }
-    path = head.tmp / "study.yaml"
-    path.write_text(yaml.safe_dump(study))
+    path = write_study(
+        head.tmp / "study.yaml",
+        NAME,
+        base=run,
+        space=LR_W,
+        n_iter_block=2,
+        max_concurrent_trials=2,
+        resources={"cpu": 1, "gpu": 0},
+        storage_path=str(head.tmp / "results"),
+        data_limited={"check": False},  # the tiny network is data-limited at ff 1.0
+    )
     out = head.tmp / "run.log"
     cmd = [str(BIN / "ntune"), "run", str(path), "--address", head.address]
     proc = subprocess.Popen(cmd, env=head.env, stdout=out.open("w"), stderr=subprocess.STDOUT)

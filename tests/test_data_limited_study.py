@@ -6,9 +6,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
 from rich.console import Console
-from study_fakes import TINY_RUN
+from study_fakes import LR_W, write_study
 
 from ntune.study.info import read_info
 from ntune.study.records import read_trials
@@ -22,19 +21,15 @@ def test_data_limited_block_gets_only_the_probe_budget(tmp_path: Path, ray_sessi
     from ntune.cli.commands import status_command
     from ntune.cli.run import run_command
 
-    study = {
-        "name": "limited",
-        "base": TINY_RUN,
-        "blocks": {"simulation.connectivity_filling_factor": [0.5, 1.0]},
-        "space": {"training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1}},
-        "n_iter_block": 3,
-        "robustness_repeats": 2,
-        "max_concurrent_trials": 2,
-        "data_limited": {"probe_trials": 1},
-        "storage_path": str(tmp_path / "results"),
-    }
-    path = tmp_path / "limited.yaml"
-    path.write_text(yaml.safe_dump(study))
+    path = write_study(
+        tmp_path / "limited.yaml",
+        "limited",
+        blocks={"simulation.connectivity_filling_factor": [0.5, 1.0]},
+        space=LR_W,
+        max_concurrent_trials=2,
+        data_limited={"probe_trials": 1},
+        storage_path=str(tmp_path / "results"),
+    )
     console = Console(record=True, width=200)
     assert run_command(path, console=console) == 0, console.export_text()
     text = console.export_text()

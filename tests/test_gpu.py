@@ -7,7 +7,8 @@ import torch
 
 from ntune.config import config_from_dict
 from ntune.data.simulate import simulate
-from ntune.learn.train import METRIC_KEYS, fit
+from ntune.learn.metrics import REPORTED_METRICS
+from ntune.learn.train import fit
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -25,5 +26,5 @@ def test_fit_on_cuda(backend: str) -> None:
     result = fit(config, simulate(config.simulation), on_progress=calls.append)
     assert result.status == "ok"
     assert result.model.W.device.type == "cuda"
-    assert len(calls) == 4 and all(set(METRIC_KEYS) <= set(c) for c in calls)
+    assert len(calls) == 4 and all(set(REPORTED_METRICS) <= set(c) for c in calls)
     assert result.metrics["iteration"] == result.metrics["n_iterations"] == int(1000 * 5 // 8 * 0.2)

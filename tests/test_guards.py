@@ -15,7 +15,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 from rich.console import Console
-from study_fakes import make_experiment, trial
+from study_fakes import FakeSearcher, make_experiment, trial
 from typer.testing import CliRunner
 
 import ntune.data.load as sim
@@ -204,8 +204,10 @@ def test_report_and_export_write_inside_the_experiment(tmp_path: Path) -> None:
     info = json.loads((exp / "study.json").read_text())
     info["study"]["blocks"] = {info["block_key"]: ["../../../../escaped"]}
     (exp / "study.json").write_text(json.dumps(info))
-    tree_text = next((exp / "ucb").glob("*.txt")).read_text()  # the journal names it with safe_name
-    (exp / "ucb" / "connectivity_filling_factor=.._.._.._.._escaped.txt").write_text(tree_text)
+    escaped = "connectivity_filling_factor=.._.._.._.._escaped"  # the journal names files with safe_name
+    for folder, suffix in (("ucb", ".txt"), ("trees", ".json")):
+        tree = next((exp / folder).glob(f"*{suffix}")).read_text()
+        (exp / folder / f"{escaped}{suffix}").write_text(tree)
     before = set(tmp_path.rglob("*"))
     from ntune.cli.commands import export_command, report_command
 
@@ -263,10 +265,12 @@ def test_table_printed_when_a_run_stops_shows_nothing_running(tmp_path: Path) ->
 
     info = make_experiment(tmp_path, n=2)
     trial_id, config, _, _ = trial(7, (1.0, 1, 0, "exploit", "", 1e-3, 0.5, 0.5, "ok"), info)
-    Journal(tmp_path).start(trial_id, config)
+    journal = Journal(tmp_path, FakeSearcher(), info=info)  # what the driver's journal holds at the end
+    journal.start(trial_id, config)
+    (tmp_path / "trials.jsonl").unlink()  # the table comes from memory, not from the folder
     study = StudyConfig.model_validate(info["study"])
     console = Console(record=True, width=200)
-    assert _finish(StudyRun(tmp_path, study.n_trials), console) == 130
+    assert _finish(StudyRun(tmp_path, study.n_trials, journal.experiment()), console) == 130
     text = console.export_text()
     assert "2/6 trials done, 0 running" in text, text
     assert " running" not in text.replace("0 running", "")

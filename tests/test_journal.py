@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
-from study_fakes import TRIALS, FakeSearcher, make_experiment, trial
+from study_fakes import TRIALS, FakeSearcher, fake_tree, make_experiment, trial
 
+from ntune.plots import tree_nodes
+from ntune.study.experiment import read_experiment
 from ntune.study.info import read_info
 from ntune.study.journal import Journal
 from ntune.study.ledger import block_summary, group_nodes, mutation_effects
@@ -112,7 +115,39 @@ def test_memory_table_and_files(tmp_path: Path) -> None:
     assert memory.rstrip().endswith("strategies exploit 2, root 1")  # Emerging Observations last
     for label in ("connectivity_filling_factor=1.0", "connectivity_filling_factor=0.5"):
         assert (tmp_path / "ucb" / f"{label}.txt").read_text().startswith("Node 0: UCB=")
+        tree = json.loads((tmp_path / "trees" / f"{label}.json").read_text())
+        assert tree == fake_tree(label).to_dict()  # the searcher's tree as data, next to its plot
         assert (tmp_path / "trees" / f"{label}.png").stat().st_size > 1000
+
+
+def test_tree_plot_reads_the_tree_data() -> None:
+    assert tree_nodes(fake_tree("b").to_dict()) == [(1, None, 0.95, ""), (2, 1, 0.6, "lr_W: 1e-3 -> 4e-3")]
+
+
+def test_a_record_keeps_the_score_and_classification_the_trainable_reported(tmp_path: Path) -> None:
+    info = make_experiment(tmp_path, n=1)
+    trial_id, config, result, _ = trial(1, TRIALS[1], info)
+    carried = dict(result or {}, score=0.123, classification="partial-E")
+    rec = make_record(info, trial_id, config, carried)
+    assert (rec["score"], rec["classification"]) == (0.123, "partial-E")
+    rec = make_record(info, trial_id, config, result)  # an old result without them: computed
+    assert (rec["score"], rec["classification"]) == (0.6 * 0.4 + 0.4 * 0.5, "partial")
+    failed = make_record(info, trial_id, config, dict(carried, status="diverged"))
+    assert (failed["score"], failed["classification"]) == (0.0, "failed")
+
+
+def test_the_journal_hands_over_what_the_folder_holds(tmp_path: Path) -> None:
+    """The experiment the driver's journal holds at the end equals the one read back from its folder."""
+    info = make_experiment(tmp_path, n=4)
+    trial_id, config, _, _ = trial(4, TRIALS[4], info)
+    journal = Journal(tmp_path, FakeSearcher(), info=info)
+    journal.start(trial_id, config)
+    journal.flush()
+    held, read = journal.experiment(), read_experiment(tmp_path, trees=True)
+    assert held.records == read.records
+    assert held.running == read.running == {"t4": "connectivity_filling_factor=1.0"}
+    assert held.ledger.rows() == read.ledger.rows()
+    assert held.trees == read.trees and held.texts == read.texts and len(held.trees) == 2
 
 
 def test_diagnosis_in_words() -> None:

@@ -18,12 +18,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from ray_nodes import BIN, free_port, node_env, start_node, stop_nodes, wait_for_nodes
-from study_fakes import TINY_RUN
+from study_fakes import write_study
 
 from ntune.study.records import read_trials
 
@@ -32,22 +30,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def tiny_study(path: Path, storage: Path, name: str = "multinode") -> Path:
     """A 2 blocks x 2 trials study of a 16-neuron network, 1 CPU per trial, 2 trials at a time."""
-    data: dict[str, Any] = {
-        "name": name,
-        "base": TINY_RUN,
-        "blocks": {"simulation.connectivity_filling_factor": [1.0, 0.5]},
-        "space": {
-            "training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
-            "training.coeff_W_L1": {"type": "loguniform", "low": 1e-7, "high": 1e-3, "allow_zero": True},
-        },
-        "n_iter_block": 2,
-        "robustness_repeats": 2,
-        "resources": {"cpu": 1, "gpu": 0},
-        "max_concurrent_trials": 2,
-        "storage_path": str(storage),
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_study(
+        path,
+        name,
+        n_iter_block=2,
+        resources={"cpu": 1, "gpu": 0},
+        max_concurrent_trials=2,
+        storage_path=str(storage),
+    )
 
 
 @pytest.fixture

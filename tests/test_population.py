@@ -4,7 +4,7 @@ Equivalence is asserted in float64: a member's losses equal ``fit``'s to 1e-6 re
 iterations (they start at 1e-15: same init, frames, loss, clip, optimizer and schedule). Training here is
 chaotic: fit against itself, with the input frames changed by one ulp, differs by 6e-9 after 60 and 6e-5
 after 150 iterations (float64), as much as a member does; so later iterations are compared through the
-final metrics, and the float32 quickstart through its final metrics (docs/benchmarks.md).
+final metrics, and the float32 quickstart through its final metrics (benchmarks/README.md).
 """
 
 from __future__ import annotations

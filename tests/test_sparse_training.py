@@ -6,7 +6,8 @@ import torch
 
 from ntune.config import NtuneConfig, config_from_dict
 from ntune.data.simulate import simulate
-from ntune.learn.train import fit, l1_coefficient, soft_threshold_
+from ntune.learn.loss import l1_coefficient, soft_threshold_
+from ntune.learn.train import fit
 
 
 def test_two_phase_L1_uses_first_coeff_in_the_first_epochs() -> None:

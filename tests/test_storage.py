@@ -103,13 +103,14 @@ def test_remote_push_pull_on_s3(tmp_path: Path, s3_endpoint: str) -> None:
 
 
 def test_restored_journal_moves_to_the_new_mirror_and_syncs(tmp_path: Path) -> None:
-    """A journal unpickled after mark_resumed writes into the new folder and pushes to the new remote."""
+    """A journal unpickled while reopening writes into the new folder, pushes to the new remote, marks
+    the resume and is handed to the driver."""
     import pickle
     import shutil
 
     from study_fakes import FakeSearcher, make_experiment
 
-    from ntune.study.journal import Journal
+    from ntune.study.journal import Journal, reopening
 
     old, new = tmp_path / "old", tmp_path / "new"
     make_experiment(old, n=3)
@@ -126,13 +127,13 @@ def test_restored_journal_moves_to_the_new_mirror_and_syncs(tmp_path: Path) -> N
             return []
 
     pushes = Pushes()
-    Journal.mark_resumed(new, pushes)
-    try:
+    with reopening(new, pushes) as handover:
         journal = pickle.loads(state)
-    finally:
-        Journal.resume_dir, Journal.resume_remote = None, None
+    assert handover.journal is journal
     assert journal.exp_dir == new and len(journal.ledger.records) == 3
+    assert (new / "trials.jsonl").read_text().splitlines()[-1] == '{"event": "resume"}'
     journal.sync()
     journal.sync(every_s=60.0)  # within the interval: no second push
     assert pushes.folders == [new] and not old.exists()
-    assert pickle.loads(state).remote is None  # without mark_resumed: where it was, no remote
+    elsewhere = pickle.loads(state)  # outside reopening: where it was, no remote, no resume marked
+    assert elsewhere.exp_dir == old and elsewhere.remote is None and not old.exists()

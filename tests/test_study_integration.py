@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import torch
-import yaml
 from rich.console import Console
-from study_fakes import TINY_RUN
+from study_fakes import SPACE, write_study
 
+from ntune.study.guards import safe_name
 from ntune.study.records import read_trials
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,27 +30,16 @@ NODE_LINE = re.compile(r"^Node (\d+): UCB=(-?[\d.]+|inf|nan), parent=(\w+), visi
 
 
 def _study(tmp_path: Path, name: str, **changes: Any) -> Path:
-    data: dict[str, Any] = {
-        "name": name,
-        "base": TINY_RUN,
-        "blocks": {"simulation.connectivity_filling_factor": [1.0, 0.5]},
-        "space": {
-            "training.learning_rate_W_start": {"type": "loguniform", "low": 1e-4, "high": 1e-1},
-            "training.coeff_W_L1": {"type": "loguniform", "low": 1e-7, "high": 1e-3, "allow_zero": True},
-            "training.optimizer": {"type": "choice", "values": ["adam", "adamw", "rmsprop", "sgd"]},
-        },
-        "n_iter_block": 3,
-        "robustness_repeats": 2,
+    optimizer = {"training.optimizer": {"type": "choice", "values": ["adam", "adamw", "rmsprop", "sgd"]}}
+    fields: dict[str, Any] = {
+        "space": {**SPACE, **optimizer},
         "max_concurrent_trials": 2,
         "storage_path": str(tmp_path / "results"),
         "data_limited": {
             "check": False
-        },  # the tiny net is data-limited at ff 1.0 (tests/test_data_limited_study.py)
+        },  # the tiny net is data-limited at ff 1.0 (test_data_limited_study.py)
     }
-    data.update(changes)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_study(tmp_path / f"{name}.yaml", name, **{**fields, **changes})
 
 
 def _complete_events(exp_dir: Path) -> Counter:
@@ -160,7 +149,9 @@ def test_tiny_study_journal_and_export(tmp_path: Path, ray_session: None) -> Non
     assert_analysis_rebuilds_the_searchers_trees(exp_dir)
 
     export_command(exp_dir, out=None, fmt="yaml", console=console)
-    for path in sorted((exp_dir / "best").glob("*.yaml")):
+    exported_files = sorted((exp_dir / "best").glob("*.yaml"))
+    assert [p.stem for p in exported_files] == sorted(safe_name(label) for label in trees)
+    for path in exported_files:
         exported = next(r for r in records if r["trial_id"] in path.read_text().splitlines()[0])
         out = tmp_path / f"retrain-{path.stem}"
         from ntune.config import load_config

@@ -15,12 +15,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from ray_nodes import free_port, node_env, start_node, stop_nodes
-from study_fakes import STUDY, TINY_RUN
+from study_fakes import TINY_RUN, study_dict
 
 from ntune.config import read_yaml
 from ntune.study.config import load_study
@@ -34,16 +33,15 @@ def write_study(folder: Path, storage: str, name: str = "submitted") -> Path:
     """A 2 blocks x 1 trial study of the 16-neuron network whose base config is a file next to it."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY_RUN))
-    data: dict[str, Any] = {
-        **{k: v for k, v in STUDY.items() if k != "base"},
-        "name": name,
-        "base": "tiny.yaml",
-        "n_iter_block": 1,
-        "resources": {"cpu": 1, "gpu": 0},
-        "max_concurrent_trials": 2,
-        "storage_path": storage,
-        "data_limited": {"check": False},
-    }
+    data = study_dict(
+        name,
+        base="tiny.yaml",
+        n_iter_block=1,
+        resources={"cpu": 1, "gpu": 0},
+        max_concurrent_trials=2,
+        storage_path=storage,
+        data_limited={"check": False},
+    )
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -17,7 +17,8 @@ from ntune.cli.commands import train_command
 from ntune.config import NtuneConfig, config_from_dict
 from ntune.data.simulate import SimData, simulate
 from ntune.learn.checkpoint import load_checkpoint
-from ntune.learn.train import METRIC_KEYS, fit
+from ntune.learn.metrics import REPORTED_METRICS as METRIC_KEYS
+from ntune.learn.train import fit
 
 
 def _config(n: int = 20, frames: int = 500, **training: Any) -> NtuneConfig:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from ray.tune.search import Searcher
@@ -114,3 +116,12 @@ def test_one_objective_study_classifies_from_its_threshold() -> None:
     searcher.on_trial_complete("a", {"test_R2": 0.85})
     run = searcher.trees["connectivity_filling_factor=1.0"].nodes[1].runs[0]
     assert (run.classification, run.score) == ("converged", 0.85)
+
+
+def test_the_search_core_imports_without_ray() -> None:
+    code = (
+        "import sys; import searchers.search, searchers.policy, searchers.checkpoint; "
+        "assert 'ray' not in sys.modules, sorted(m for m in sys.modules if m.startswith('ray'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

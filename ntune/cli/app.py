@@ -79,6 +79,24 @@ def config_import(
         err_console.print(f"ignored upstream fields: {', '.join(ignored)}", highlight=False, markup=False)
 
 
+@config_app.command("reference")
+def config_reference(
+    out: Annotated[Path | None, typer.Option(help="Write the reference here (default: print it).")] = None,
+) -> None:
+    """Print every field of the run config and the study config: type, default, allowed values, meaning.
+
+    The markdown of docs/reference.md, generated from the pydantic models (`--out docs/reference.md`).
+    """
+    from ntune.report.reference import reference_markdown
+
+    text = reference_markdown()
+    if out is None:
+        console.out(text, end="", highlight=False)
+    else:
+        out.write_text(text)
+        console.print(f"wrote {out}", highlight=False, markup=False)
+
+
 @app.command()
 def simulate(config: ConfigArg, set_: SetOpt = None) -> None:
     """Simulate (or load from the cache) the network of CONFIG; writes activity.png and connectivity.png."""

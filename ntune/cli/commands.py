@@ -1,7 +1,10 @@
 """Console commands: ``ntune simulate``, ``train`` and, over experiment folders, ``status``, ``export``, ``report``.
 
-Each calls a domain function (:func:`ntune.data.simulate.load_or_simulate`, :func:`ntune.learn.train.fit`, :mod:`ntune.report.export`) and prints what it returns:
-progress bars and tables live here, not in the domain modules. No Ray.
+Each calls a domain function (:func:`ntune.data.load.load_or_simulate`, :func:`ntune.learn.train.fit`,
+:mod:`ntune.report.export`) and prints what it returns: progress bars and tables live here, not in the
+domain modules. No Ray. The experiment commands read the experiment folder
+(:func:`ntune.study.experiment.read_experiment`); ``ntune run`` prints the same tables from what its
+driver holds (:func:`show_status`, :func:`show_export`).
 
 An experiment given as a URI (``s3://bucket/prefix/name``) is first downloaded into its local mirror
 (:func:`ntune.study.storage.open_experiment`); ``export`` and ``report`` write there and copy what they wrote
@@ -24,6 +27,7 @@ from rich.text import Text
 
 from ntune.report.export import export, report, report_inputs, status_rows
 from ntune.report.live import WatchView, watch_view
+from ntune.study.experiment import Experiment, read_experiment
 from ntune.study.records import fmt
 from ntune.study.storage import JOURNAL_DIRS, LIVE_FILE, open_experiment
 
@@ -69,10 +73,15 @@ def status_table(title: str, caption: str, rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def status_command(exp_dir: str | Path, *, console: Console, stopped: bool = False) -> None:
-    """Print the per-block table of an experiment; ``stopped``: its driver has ended, nothing runs."""
+def show_status(exp: Experiment, *, console: Console, stopped: bool = False) -> None:
+    """Print the per-block table of an experiment's data; ``stopped``: its driver has ended, nothing runs."""
+    console.print(status_table(*status_rows(exp, stopped=stopped)))
+
+
+def status_command(exp_dir: str | Path, *, console: Console) -> None:
+    """``ntune status EXP``: print the per-block table of the experiment folder (or URI) ``exp_dir``."""
     local, _ = open_experiment(exp_dir)
-    console.print(status_table(*status_rows(local, stopped=stopped)))
+    show_status(read_experiment(local), console=console)
 
 
 RUNNING_COLUMNS = (
@@ -179,13 +188,22 @@ def watch_command(exp_dir: str | Path, *, console: Console, interval: float) -> 
 
 
 def export_command(exp_dir: str | Path, *, out: Path | None, fmt: str, console: Console) -> None:
-    """Export (see :func:`ntune.report.export.export`) and print what was written."""
+    """``ntune export EXP``: export the experiment folder (or URI) ``exp_dir`` and print what was written.
+
+    See :func:`ntune.report.export.export`; an experiment on object storage gets the files written into
+    its mirror copied back up (unless ``out`` names another folder).
+    """
     local, remote = open_experiment(exp_dir, ("ucb",))
-    done = export(local, out=out, fmt=fmt)
+    done = export(read_experiment(local, trees=fmt == "ucb-txt"), out=out, fmt=fmt)
     if remote is not None and out is None:
         wrote = [Path(text).relative_to(local).as_posix() for kind, text in done if kind == "wrote"]
         remote.push(local, wrote, ())
         done += [("note", f"uploaded to {remote.uri}: {', '.join(wrote)}")] if wrote else []
+    show_export(done, console=console)
+
+
+def show_export(done: list[tuple[str, str]], *, console: Console) -> None:
+    """Print the (kind, text) messages of :func:`ntune.report.export.export`."""
     for kind, text in done:
         if kind == "wrote":
             console.print(f"wrote {text}")
@@ -200,9 +218,10 @@ def export_command(exp_dir: str | Path, *, out: Path | None, fmt: str, console: 
 def report_command(exp_dir: str | Path, *, console: Console) -> None:
     """Write EXP/report.md and print its path (of an experiment on object storage: also copy it up)."""
     local, remote = open_experiment(exp_dir, JOURNAL_DIRS)
+    exp = read_experiment(local, trees=True)
     if remote is not None:  # the best trials' W scatters, which the report shows
-        remote.pull(local, report_inputs(local), ())
-    path = report(local)
+        remote.pull(local, report_inputs(exp), ())
+    path = report(exp)
     console.print(f"wrote {path}")
     if remote is not None:
         remote.push(local, ("report.md",), ("report", "trees"))
@@ -220,7 +239,9 @@ def train_command(config: NtuneConfig, *, out: Path | None, console: Console) ->
     from ntune.config import dump_config
     from ntune.data.load import load_or_simulate
     from ntune.learn.checkpoint import save_checkpoint
-    from ntune.learn.train import METRIC_KEYS, figures, fit
+    from ntune.learn.evaluate import figures
+    from ntune.learn.metrics import REPORTED_METRICS
+    from ntune.learn.train import fit
 
     out = Path(out) if out is not None else Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
@@ -250,7 +271,7 @@ def train_command(config: NtuneConfig, *, out: Path | None, console: Console) ->
     table = Table(title=f"{result.status}: {result.metrics['classification']}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in METRIC_KEYS:
+    for key in REPORTED_METRICS:
         value = result.metrics[key]
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)

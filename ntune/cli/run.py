@@ -1,5 +1,9 @@
 """``ntune run``: load the study, run it on Ray Tune (:func:`ntune.tune.driver.run_study`), then print
-the per-block table and export the best config per block when the budget is spent."""
+the per-block table and export the best config per block when the budget is spent.
+
+Both come from what the driver's journal holds (:attr:`ntune.tune.driver.StudyRun.experiment`): nothing
+is read back from the experiment folder.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ntune.cli.commands import export_command, status_command
+from ntune.cli.commands import show_export, show_status
 from ntune.console import make_console
+from ntune.report.export import export
 from ntune.study.config import load_study, relocated
-from ntune.study.records import read_trials
 from ntune.study.storage import JOURNAL_DIRS, JOURNAL_FILES
 from ntune.tune.driver import StudyRun, run_study
 
@@ -33,14 +37,15 @@ def run_command(
 
 
 def _finish(run: StudyRun, console: Console) -> int:
-    exp_dir, n_trials, remote = run.exp_dir, run.n_trials, run.remote
-    records, _ = read_trials(exp_dir)
-    status_command(exp_dir, console=console, stopped=True)
-    if len(records) < n_trials:
-        console.print(f"stopped after {len(records)}/{n_trials} trials; run the same command to resume")
+    """The per-block table of the ended run; the export (and its upload) when every trial completed."""
+    exp = run.experiment
+    show_status(exp, console=console, stopped=True)
+    done = len(exp.ledger.records)
+    if done < run.n_trials:
+        console.print(f"stopped after {done}/{run.n_trials} trials; run the same command to resume")
         return 130
-    export_command(exp_dir, out=None, fmt="yaml", console=console)
-    if remote is not None:
-        remote.push(exp_dir, (*JOURNAL_FILES, "summary.csv"), (*JOURNAL_DIRS, "best"))
-        console.print(f"uploaded to {remote.uri}")
+    show_export(export(exp, out=None, fmt="yaml"), console=console)
+    if run.remote is not None:
+        run.remote.push(exp.exp_dir, (*JOURNAL_FILES, "summary.csv"), (*JOURNAL_DIRS, "best"))
+        console.print(f"uploaded to {run.remote.uri}")
     return 0

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]
 NOISE_CHUNK = 1024
 # Intra-op threads of the CPU Euler loop up to this N. One (N, N) mat-vec per step is too small to
-# share: on 2 busy cores 2 threads took 5.6 ms/step against 0.11 ms/step for 1 (docs/benchmarks_simulate.md).
+# share: on 2 busy cores 2 threads took 5.6 ms/step against 0.11 ms/step for 1 (benchmarks/README.md).
 SINGLE_THREAD_MAX_N = 4096
 PROGRESS_EVERY = 1000
 RANK_FRAMES = 2000

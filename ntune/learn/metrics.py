@@ -20,6 +20,11 @@
   of determination 1 - SS_res / SS_tot of the learned trajectory against the true one; can be
   negative) and test_pearson (mean over neurons of the Pearson r of the traces).
 * ``classify`` and ``score``: re-exported from :mod:`searchers.objective` (the one definition).
+* ``REPORTED_METRICS`` (every key a trial reports) and ``RECORD_METRICS`` (the subset a study's trial
+  record keeps): the one definition of both.
+
+No torch here, and scipy's solver is imported on first use, so :mod:`ntune.study` can read the key
+lists cheaply.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from searchers.objective import classify, score
 
@@ -35,6 +39,22 @@ __all__ = ["classify", "score"]  # re-exported: the trainer reads them from here
 
 BAND_FRACTION = 0.1
 BAND_THRESHOLD = 0.2
+
+REPORTED_METRICS = (
+    "connectivity_R2", "connectivity_slope", "zero_band", "cross", "cluster_accuracy", "test_R2",
+    "test_pearson", "loss", "final_loss", "training_time_min", "spectral_radius",
+    "connectivity_filling_factor", "iteration", "n_iterations", "epoch", "progress", "status",
+    "classification", "final",
+)  # fmt: skip
+"""Every key of every report of a run (``fit``'s ``on_progress``, its final metrics, a Tune report); NaN until known."""
+
+RECORD_METRICS = (
+    "connectivity_R2", "cluster_accuracy", "test_R2", "test_pearson", "connectivity_slope", "zero_band",
+    "cross", "final_loss", "training_time_min", "spectral_radius", "n_iterations",
+)  # fmt: skip
+"""The final numbers a study's trial record keeps (:mod:`ntune.study.records`), a subset of REPORTED_METRICS."""
+
+assert set(RECORD_METRICS) <= set(REPORTED_METRICS), "a record keeps only what a trial reports"
 
 
 def offdiag(M: np.ndarray) -> np.ndarray:
@@ -101,6 +121,8 @@ def w_diagnosis(W_learned: np.ndarray, W_true: np.ndarray) -> dict[str, float]:
 
 def matched_accuracy(labels: np.ndarray, types: np.ndarray) -> float:
     """Accuracy of cluster ``labels`` against true ``types`` after the best one-to-one matching (Hungarian)."""
+    from scipy.optimize import linear_sum_assignment
+
     _, lab = np.unique(labels, return_inverse=True)
     _, typ = np.unique(types, return_inverse=True)
     counts = np.zeros((lab.max() + 1, typ.max() + 1), dtype=np.int64)  # (clusters, types)

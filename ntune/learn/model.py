@@ -6,6 +6,11 @@ One convention everywhere: the edge (j -> i) carries W[i, j] (row i of W is the 
 The message depends on the source only, so the sum is exactly ``lin_edge(u) @ (W * mask).T``: one GEMM
 over a batch of frames (the dense back end, the default). The edge back end computes the same sum by
 message passing over an ``edge_index`` (complete graph, or a given sparse edge set).
+
+:class:`PopulationGNN` stacks K SignalGNNs of one shape (dense back end) on a leading member axis, so a
+population (:mod:`ntune.learn.population`) trains them as one model:
+
+    pred_{k,i} = lin_phi_k([u_{k,i}, a_{k,i}]) + sum_{j != i} W_{k,ij} * lin_edge_k(u_{k,j})
 """
 
 from __future__ import annotations
@@ -157,3 +162,79 @@ class SignalGNN(nn.Module):
             msg = self.propagate_W(h.T, self.edge_index, W_edge).T  # (batch, N)
         pred = self.phi_term(u) + msg  # (batch, N)
         return pred.squeeze(0) if squeeze else pred
+
+
+class BatchedMLP(nn.Module):
+    """K MLPs of one shape as batched products: x (K, ..., in) -> (K, ..., out), ReLU between layers."""
+
+    def __init__(self, mlps: list[nn.Module]) -> None:
+        super().__init__()
+        layers = [[m for m in mlp.modules() if isinstance(m, nn.Linear)] for mlp in mlps]
+        self.weight = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].weight.detach().mT for ls in layers]))  # (K, in, out)
+            for i in range(len(layers[0]))
+        )
+        self.bias = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].bias.detach() for ls in layers]).unsqueeze(1))  # (K, 1, out)
+            for i in range(len(layers[0]))
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        h = x.reshape(shape[0], -1, shape[-1])  # (K, M, in)
+        for i, (w, b) in enumerate(zip(self.weight, self.bias, strict=True)):
+            h = torch.baddbmm(b, h, w)  # (K, M, out)
+            if i < len(self.weight) - 1:
+                h = torch.relu(h)
+        return h.reshape(*shape[:-1], h.shape[-1])  # (K, ..., out)
+
+    def member(self, k: int, mlp: nn.Module) -> None:
+        """Copy member k's weights into ``mlp`` (an :class:`ntune.learn.model.MLP` of the same shape)."""
+        linears = [m for m in mlp.modules() if isinstance(m, nn.Linear)]
+        for lin, w, b in zip(linears, self.weight, self.bias, strict=True):
+            lin.weight.copy_(w[k].mT)
+            lin.bias.copy_(b[k, 0])
+
+
+class PopulationGNN(nn.Module):
+    """K SignalGNN members stacked: a (K, N, emb), W (K, N, N), batched lin_edge and lin_phi (dense back end)."""
+
+    def __init__(self, members: list[SignalGNN]) -> None:
+        super().__init__()
+        self.n_members, self.n_neurons = len(members), members[0].n_neurons
+        self.a = nn.Parameter(torch.stack([m.a.detach() for m in members]))  # (K, N, emb)
+        self.W = nn.Parameter(torch.stack([m.W.detach() for m in members]))  # (K, N, N)
+        self.lin_edge = BatchedMLP([m.lin_edge for m in members])
+        self.lin_phi = BatchedMLP([m.lin_phi for m in members])
+        self.register_buffer("mask", members[0].mask.clone())  # (N, N)
+
+    def W_masked(self) -> Tensor:
+        return self.W * self.mask  # (K, N, N)
+
+    def param_groups(self) -> list[list[Tensor]]:
+        """The optimizer's groups, in the order of the learning rates: [W], [a], the MLPs' parameters."""
+        return [[self.W], [self.a], [*self.lin_edge.parameters(), *self.lin_phi.parameters()]]
+
+    def edge_term(self, u: Tensor) -> Tensor:
+        """lin_edge_k applied elementwise: u (K, ...) -> (K, ...)."""
+        return self.lin_edge(u.unsqueeze(-1)).squeeze(-1)
+
+    def phi_term(self, u: Tensor) -> Tensor:
+        """lin_phi_k([u_i, a_{k,i}]) for u (K, batch, N) -> (K, batch, N)."""
+        a = self.a.unsqueeze(1).expand(-1, u.shape[1], -1, -1)  # (K, batch, N, emb)
+        return self.lin_phi(torch.cat([u.unsqueeze(-1), a], dim=-1)).squeeze(-1)  # (K, batch, N)
+
+    def forward(self, u: Tensor, h: Tensor | None = None) -> Tensor:
+        """Predicted du/dt (K, batch, N) for u (K, batch, N); ``h`` = lin_edge(u) when already computed."""
+        if h is None:
+            h = self.edge_term(u)  # (K, batch, N)
+        return self.phi_term(u) + torch.bmm(h, self.W_masked().mT)  # (K, batch, N)
+
+    @torch.no_grad()
+    def member(self, k: int, template: SignalGNN) -> SignalGNN:
+        """Member k as a standalone SignalGNN (``template`` gives the architecture; it is filled in place)."""
+        template.a.copy_(self.a[k])
+        template.W.copy_(self.W[k])
+        self.lin_edge.member(k, template.lin_edge)
+        self.lin_phi.member(k, template.lin_phi)
+        return template

@@ -1,19 +1,49 @@
-"""The population's optimizers: torch.optim's arithmetic with one learning rate per member and group.
+"""Optimizers and learning-rate schedules: torch.optim for one model, their batched twins for a population.
 
-Member k's update reads only member k's slices (parameters, gradients, state, ``lr[k]``), so a member
-follows the trajectory torch.optim gives the same config alone (``ntune.learn.train.make_optimizer``).
+``fit`` steps :func:`make_optimizer` and :func:`make_scheduler` (param groups W / a / MLPs). A population
+steps :class:`BatchedOptimizer` and :class:`Plateau`: torch.optim's arithmetic with one learning rate per
+member and group. Member k's update reads only member k's slices (parameters, gradients, state,
+``lr[k]``), so a member follows the trajectory :func:`make_optimizer` gives the same config alone.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from ntune.config import TrainingConfig
+
+if TYPE_CHECKING:
+    from ntune.learn.model import SignalGNN
+
 BETAS, EPS, ADAMW_DECAY, RMS_ALPHA = (0.9, 0.999), 1e-8, 1e-2, 0.99  # torch.optim defaults
+
+
+def make_optimizer(model: SignalGNN, tc: TrainingConfig) -> torch.optim.Optimizer:
+    """Param groups W / a / MLPs at learning_rate_W_start / learning_rate_embedding_start / learning_rate_start."""
+    mlps = list(model.lin_edge.parameters()) + list(model.lin_phi.parameters())
+    groups = [
+        {"params": [model.W], "lr": tc.learning_rate_W_start, "name": "W"},
+        {"params": [model.a], "lr": tc.learning_rate_embedding_start, "name": "a"},
+        {"params": mlps, "lr": tc.learning_rate_start, "name": "mlp"},
+    ]
+    if tc.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups)
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    return kinds[tc.optimizer](groups, fused=True)  # one kernel per step (CPU and CUDA)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, tc: TrainingConfig, n_iterations: int) -> Any:
+    """None, cosine annealing over all iterations (stepped per iteration) or reduce-on-plateau (per log point)."""
+    if tc.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, n_iterations))
+    if tc.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+    return None
 
 
 class BatchedOptimizer:

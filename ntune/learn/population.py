@@ -1,134 +1,45 @@
 """Population training: K configs of one block trained as one batched model; equals ``fit`` per member.
 
-For members k = 1..K with their own W_k, a_k, lin_edge_k and lin_phi_k (stacked on a leading axis):
+For members k = 1..K with their own W_k, a_k, lin_edge_k and lin_phi_k (stacked on a leading axis in a
+:class:`~ntune.learn.model.PopulationGNN`):
 
     pred_{k,i} = lin_phi_k([u_{k,i}, a_{k,i}]) + sum_{j != i} W_{k,ij} * lin_edge_k(u_{k,j})
 
 Every member keeps its own seed (init and frame sampling, drawn exactly as ``fit`` draws them), learning
 rates (W, a, MLPs), L1 coefficient, W init scale, gradient clip, iteration count and optimizer state;
-the loss terms are ``train.loss_terms`` with one norm per member. Members that differ in a structural
-setting (data, batch size, epoch length, optimizer kind, scheduler, layer sizes, back end, device) are
-trained as separate groups. A member whose loss becomes non-finite is frozen and reported ``diverged``
-at the same check ``fit`` would stop at; the others go on unchanged (members share no arithmetic).
-On CUDA the step (forward, backward, clip, optimizer) is captured once in a CUDA graph and replayed;
-frames are sampled on the device and the loop synchronises only at the divergence checks and log points.
+the loss terms are :func:`ntune.learn.loss.loss_terms` with one norm per member, and each member's log
+points, reports and final metrics are kept by its own :class:`ntune.learn.loop.RunLog`, as in ``fit``.
+Members that differ in a structural setting (data, batch size, epoch length, optimizer kind, scheduler,
+layer sizes, back end, device) are trained as separate groups. A member whose loss becomes non-finite is
+frozen and reported ``diverged`` at the same check ``fit`` would stop at; the others go on unchanged
+(members share no arithmetic). On CUDA the step (forward, backward, clip, optimizer) is captured once in a
+CUDA graph and replayed; frames are sampled on the device and the loop synchronises only at the
+divergence checks and log points.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ntune.config import NtuneConfig
+from ntune.config import NtuneConfig, TrainingConfig
 from ntune.data.simulate import SimData, resolve_device
-from ntune.learn.model import SignalGNN
+from ntune.learn.loop import RunLog
+from ntune.learn.loss import LOSS_TERMS, l1_coefficient, loss_terms
+from ntune.learn.model import PopulationGNN, SignalGNN
 from ntune.learn.optim import BatchedOptimizer, Plateau
-from ntune.learn.train import (
-    CHECK_EVERY,
-    LOSS_TERMS,
-    N_IMAGES,
-    TrainResult,
-    _complete,
-    _diverged_metrics,
-    _log_tensorboard,
-    _progress_keys,
-    _writer,
-    final_metrics,
-    fit,
-    init_model,
-    iteration_counts,
-    l1_coefficient,
-    log_points,
-    loss_terms,
-    train_frames,
-    w_metrics,
-)
+from ntune.learn.train import TrainResult, fit, init_model, iteration_counts, train_frames
 
-__all__ = ["BatchedOptimizer", "PopulationGNN", "groups", "structure_key", "train_population"]
+__all__ = ["groups", "structure_key", "train_population"]
 
 MemberProgress = Callable[[int, dict[str, Any]], None]
-
-
-class BatchedMLP(nn.Module):
-    """K MLPs of one shape as batched products: x (K, ..., in) -> (K, ..., out), ReLU between layers."""
-
-    def __init__(self, mlps: list[nn.Module]) -> None:
-        super().__init__()
-        layers = [[m for m in mlp.modules() if isinstance(m, nn.Linear)] for mlp in mlps]
-        self.weight = nn.ParameterList(
-            nn.Parameter(torch.stack([ls[i].weight.detach().mT for ls in layers]))  # (K, in, out)
-            for i in range(len(layers[0]))
-        )
-        self.bias = nn.ParameterList(
-            nn.Parameter(torch.stack([ls[i].bias.detach() for ls in layers]).unsqueeze(1))  # (K, 1, out)
-            for i in range(len(layers[0]))
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        shape = x.shape
-        h = x.reshape(shape[0], -1, shape[-1])  # (K, M, in)
-        for i, (w, b) in enumerate(zip(self.weight, self.bias, strict=True)):
-            h = torch.baddbmm(b, h, w)  # (K, M, out)
-            if i < len(self.weight) - 1:
-                h = torch.relu(h)
-        return h.reshape(*shape[:-1], h.shape[-1])  # (K, ..., out)
-
-    def member(self, k: int, mlp: nn.Module) -> None:
-        """Copy member k's weights into ``mlp`` (an :class:`ntune.learn.model.MLP` of the same shape)."""
-        linears = [m for m in mlp.modules() if isinstance(m, nn.Linear)]
-        for lin, w, b in zip(linears, self.weight, self.bias, strict=True):
-            lin.weight.copy_(w[k].mT)
-            lin.bias.copy_(b[k, 0])
-
-
-class PopulationGNN(nn.Module):
-    """K SignalGNN members stacked: a (K, N, emb), W (K, N, N), batched lin_edge and lin_phi (dense back end)."""
-
-    def __init__(self, members: list[SignalGNN]) -> None:
-        super().__init__()
-        self.n_members, self.n_neurons = len(members), members[0].n_neurons
-        self.a = nn.Parameter(torch.stack([m.a.detach() for m in members]))  # (K, N, emb)
-        self.W = nn.Parameter(torch.stack([m.W.detach() for m in members]))  # (K, N, N)
-        self.lin_edge = BatchedMLP([m.lin_edge for m in members])
-        self.lin_phi = BatchedMLP([m.lin_phi for m in members])
-        self.register_buffer("mask", members[0].mask.clone())  # (N, N)
-
-    def W_masked(self) -> Tensor:
-        return self.W * self.mask  # (K, N, N)
-
-    def param_groups(self) -> list[list[Tensor]]:
-        """The optimizer's groups, in the order of the learning rates: [W], [a], the MLPs' parameters."""
-        return [[self.W], [self.a], [*self.lin_edge.parameters(), *self.lin_phi.parameters()]]
-
-    def edge_term(self, u: Tensor) -> Tensor:
-        """lin_edge_k applied elementwise: u (K, ...) -> (K, ...)."""
-        return self.lin_edge(u.unsqueeze(-1)).squeeze(-1)
-
-    def phi_term(self, u: Tensor) -> Tensor:
-        """lin_phi_k([u_i, a_{k,i}]) for u (K, batch, N) -> (K, batch, N)."""
-        a = self.a.unsqueeze(1).expand(-1, u.shape[1], -1, -1)  # (K, batch, N, emb)
-        return self.lin_phi(torch.cat([u.unsqueeze(-1), a], dim=-1)).squeeze(-1)  # (K, batch, N)
-
-    def forward(self, u: Tensor, h: Tensor | None = None) -> Tensor:
-        """Predicted du/dt (K, batch, N) for u (K, batch, N); ``h`` = lin_edge(u) when already computed."""
-        if h is None:
-            h = self.edge_term(u)  # (K, batch, N)
-        return self.phi_term(u) + torch.bmm(h, self.W_masked().mT)  # (K, batch, N)
-
-    @torch.no_grad()
-    def member(self, k: int, template: SignalGNN) -> SignalGNN:
-        """Member k as a standalone SignalGNN (``template`` gives the architecture; it is filled in place)."""
-        template.a.copy_(self.a[k])
-        template.W.copy_(self.W[k])
-        self.lin_edge.member(k, template.lin_edge)
-        self.lin_phi.member(k, template.lin_phi)
-        return template
 
 
 def structure_key(config: NtuneConfig) -> tuple[Any, ...]:
@@ -183,7 +94,7 @@ def train_population(
     for members in groups(configs):
         if not batchable(configs[members[0]]):
             for k in members:
-                report = (lambda m, k=k: on_progress(k, m)) if on_progress else None
+                report = partial(on_progress, k) if on_progress else None
                 results[k] = fit(configs[k], data, on_progress=report, log_dir=log_dirs[k])
             continue
         for k, result in zip(
@@ -211,6 +122,71 @@ def _coefficients(configs: list[NtuneConfig], dev: torch.device) -> tuple[Any, A
     return cols[0], cols[1], cols[2]
 
 
+@dataclass
+class _Group:
+    """The batched state of one group (equal :func:`structure_key`) of K members.
+
+    ``singles`` are the members' SignalGNNs as ``fit`` initialises them: the source of the batched
+    ``model`` and the templates each member is copied into for its evaluations and its result.
+    """
+
+    configs: list[NtuneConfig]
+    u_train: Tensor  # (T_train, N)
+    y_train: Tensor  # (T_train, N)
+    xnorm: float
+    singles: list[SignalGNN]
+    model: PopulationGNN
+    opt: BatchedOptimizer
+    lr_base: Tensor  # (K, 3) the learning rates cosine annealing starts from; 0 for finished members
+    cosine_T: Tensor  # (K, 1) each member's iteration count
+    plateaus: list[Plateau]
+    coeffs: tuple[Any, Any, Any]
+    clip: list[float]
+    gens: list[torch.Generator]
+    n_iter_epoch: int
+    n_iters: list[int]
+    losses: Tensor  # (K, iterations, 4)
+
+    @property
+    def tc0(self) -> TrainingConfig:
+        """The training section of the first member: its structural settings are every member's."""
+        return self.configs[0].training
+
+
+def _build_group(configs: list[NtuneConfig], data: SimData) -> _Group:
+    """Every member initialised, seeded and scheduled exactly as ``fit`` would, stacked into one group."""
+    tc0 = configs[0].training
+    dev = torch.device(resolve_device(tc0.device))
+    n_frames, n_neurons = data.u.shape
+    u_train, y_train, xnorm = train_frames(data, tc0, dev)  # (T_train, N) each
+    singles = [init_model(c, n_neurons, dev) for c in configs]  # exactly fit's init, reused as templates
+    model = PopulationGNN(singles)
+    n_iters = [iteration_counts(n_frames, c.training)[1] for c in configs]
+    tcs = [c.training for c in configs]
+    lr = torch.tensor(
+        [[tc.learning_rate_W_start, tc.learning_rate_embedding_start, tc.learning_rate_start] for tc in tcs],
+        device=dev,
+    )  # (K, 3) the W, a and MLP learning rates
+    return _Group(
+        configs=configs,
+        u_train=u_train,
+        y_train=y_train,
+        xnorm=xnorm,
+        singles=singles,
+        model=model,
+        opt=BatchedOptimizer(model.param_groups(), tc0.optimizer, lr),
+        lr_base=lr.clone(),  # (K, 3)
+        cosine_T=torch.tensor(n_iters, device=dev, dtype=torch.float32).unsqueeze(1),  # (K, 1)
+        plateaus=[Plateau() for _ in configs],
+        coeffs=_coefficients(configs, dev),
+        clip=[c.training.gradient_clip for c in configs],
+        gens=[torch.Generator(device=dev).manual_seed(c.training.seed) for c in configs],
+        n_iter_epoch=iteration_counts(n_frames, tc0)[0],
+        n_iters=n_iters,
+        losses=torch.zeros(len(configs), max(n_iters), len(LOSS_TERMS), device=dev),  # (K, iterations, 4)
+    )
+
+
 def _train_group(
     configs: list[NtuneConfig],
     data: SimData,
@@ -218,160 +194,124 @@ def _train_group(
     log_dirs: list[str | Path | None],
     ids: list[int],
 ) -> list[TrainResult]:
-    """One batched group (equal :func:`structure_key`): the loop of ``fit`` over K members at once."""
-    K, tc0 = len(configs), configs[0].training
-    dev = torch.device(resolve_device(tc0.device))
-    n_frames, n_neurons = data.u.shape
-    u_train, y_train, xnorm = train_frames(data, tc0, dev)  # (T_train, N) each
-    n_train = len(u_train)
-    singles = [init_model(c, n_neurons, dev) for c in configs]  # exactly fit's init, reused as templates
-    model = PopulationGNN(singles)
-    n_iter_epoch = iteration_counts(n_frames, tc0)[0]
-    n_iters = [iteration_counts(n_frames, c.training)[1] for c in configs]
-    lr = torch.tensor(
-        [
-            [
-                c.training.learning_rate_W_start,
-                c.training.learning_rate_embedding_start,
-                c.training.learning_rate_start,
-            ]
-            for c in configs
-        ],
-        device=dev,
-    )  # (K, 3) fmt: skip
-    opt = BatchedOptimizer(model.param_groups(), tc0.optimizer, lr)
-    lr_base = lr.clone()  # (K, 3)
-    cosine_T = torch.tensor(n_iters, device=dev, dtype=torch.float32).unsqueeze(1)  # (K, 1)
-    coeffs = _coefficients(configs, dev)
-    clip = [c.training.gradient_clip for c in configs]
-    gens = [torch.Generator(device=dev).manual_seed(c.training.seed) for c in configs]
-    log_at = [log_points(n, c.training.n_log_points) for n, c in zip(n_iters, configs, strict=True)]
-    losses = torch.zeros(K, max(n_iters), len(LOSS_TERMS), device=dev)  # (K, iterations, 4)
-    writers = [_writer(d) for d in log_dirs]
-    base = [
-        {
-            "spectral_radius": float(data.summary.get("spectral_radius", math.nan)),
-            "connectivity_filling_factor": c.simulation.connectivity_filling_factor,
-            "n_iterations": n,
-        }
-        for c, n in zip(configs, n_iters, strict=True)
+    """One batched group (equal :func:`structure_key`): the loop of ``fit`` over K members at once.
+
+    ``ids[k]`` is member k's index for ``on_progress``; ``log_dirs[k]`` its TensorBoard folder.
+    """
+    g = _build_group(configs, data)
+    dev = g.u_train.device
+    step = partial(_step, g)
+    run_step = _CudaGraphStep(step, len(configs), g.tc0.batch_size, dev) if dev.type == "cuda" else step
+    n_train = len(g.u_train)
+    reports = [partial(on_progress, i) if on_progress is not None else None for i in ids]
+    runs = [
+        RunLog(c, data, g.losses[k], g.n_iters[k], n_train, on_progress=reports[k], log_dir=log_dirs[k])
+        for k, c in enumerate(configs)
     ]
-    history: list[list[dict[str, Any]]] = [[] for _ in configs]
-    plateaus = [Plateau() for _ in configs]
-    results: list[TrainResult | None] = [None] * K
-    alive, last_log = set(range(K)), [0] * K
-
-    def step(idx: Tensor) -> Tensor:
-        """One iteration of every member on frames idx (K, batch): loss, backward, clip, update."""
-        u, y = u_train[idx], y_train[idx]  # (K, batch, N) each
-        terms = loss_terms(model, u, y, coeffs, xnorm)  # (K, 4)
-        for p, _ in opt.params:
-            p.grad = None
-        terms.sum().backward()
-        if any(c > 0 for c in clip):
-            opt.clip_(clip)
-        if tc0.scheduler == "cosine":
-            with torch.no_grad():
-                opt.lr.copy_(lr_base * 0.5 * (1 + torch.cos(math.pi * opt.step_count / cosine_T)))
-        opt.step()
-        return terms.detach()  # (K, 4)
-
-    run = _cuda_graph(step, K, tc0.batch_size, dev) if dev.type == "cuda" else step
-
-    def finish(k: int, done: int, status: str) -> None:
-        tc, member = configs[k].training, model.member(k, singles[k])
-        losses_np = losses[k, :done].cpu().numpy()
-        final = _progress_keys(done, n_iters[k], (done - 1) // n_iter_epoch, start, final=True)
-        if status == "diverged":
-            final.update(_diverged_metrics(base[k]))
-        else:
-            final.update(final_metrics(member, data, tc, base[k], losses_np, n_train))
-        final["status"] = status
-        final = _complete(final)
-        history[k].append(final)
-        if writers[k] is not None:
-            _log_tensorboard(writers[k], member, data, final, losses[k, :done], N_IMAGES, N_IMAGES)
-            writers[k].close()
-        if on_progress is not None:
-            on_progress(ids[k], dict(final))
-        epoch = (done - 1) // n_iter_epoch
-        results[k] = TrainResult(
-            status, final, member, history[k], configs[k], opt.state_dict(k), epoch, losses_np
-        )
-        opt.freeze(k)
-        lr_base[k] = 0.0
-        alive.discard(k)
-
-    def log(k: int, done: int) -> None:
-        tc = configs[k].training
-        recent = float(losses[k, last_log[k] : done, 0].mean())
-        last_log[k] = done
-        if tc.scheduler == "plateau":
-            plateaus[k].step(recent, opt.lr[k])
-        member = model.member(k, singles[k])
-        row = {**base[k], **w_metrics(member, data, tc.cluster_method), "loss": recent}
-        row.update(_progress_keys(done, n_iters[k], (done - 1) // n_iter_epoch, start, final=False))
-        history[k].append(_complete(row))
-        _log_tensorboard(writers[k], member, data, row, losses[k, :done], len(history[k]), tc.n_log_points)
-        if on_progress is not None:
-            on_progress(ids[k], dict(history[k][-1]))
-
-    start = time.perf_counter()
+    results: list[TrainResult | None] = [None] * len(configs)
+    alive = set(range(len(configs)))
     frames = torch.empty(0)
-    for it in range(max(n_iters)):
-        if it % n_iter_epoch == 0:  # each member draws its epoch exactly as fit does
-            frames = torch.stack(
-                [
-                    torch.randint(n_train, (n_iter_epoch, tc0.batch_size), generator=g, device=dev)
-                    for g in gens
-                ],
-                dim=1,
-            )  # (iters, K, batch)
-        losses[:, it] = run(frames[it % n_iter_epoch])  # (K, 4)
+
+    for it in range(max(g.n_iters)):
+        if it % g.n_iter_epoch == 0:
+            frames = _epoch_frames(g, n_train)  # (iters, K, batch)
+        g.losses[:, it] = run_step(frames[it % g.n_iter_epoch])  # (K, 4)
         done = it + 1
-        check = sorted(k for k in alive if done in log_at[k] or done % CHECK_EVERY == 0)
+        check = sorted(k for k in alive if runs[k].due(done))
         if not check:
             continue
-        finite = torch.isfinite(losses[:, it]).all(dim=-1).tolist()  # one sync per check
+        finite = torch.isfinite(g.losses[:, it]).all(dim=-1).tolist()  # one sync per check
         for k in check:
             if not finite[k]:
-                finish(k, done, "diverged")
-            elif done in log_at[k]:
-                log(k, done)
-                if done == n_iters[k]:
-                    finish(k, done, "ok")
+                results[k] = _finish(g, k, runs[k], done, "diverged")
+            elif runs[k].is_log_point(done):
+                _log(g, k, runs[k], done)
+                if done == g.n_iters[k]:
+                    results[k] = _finish(g, k, runs[k], done, "ok")
+            if results[k] is not None:
+                alive.discard(k)
         if not alive:
             break
     return [r for r in results if r is not None]
 
 
-def _cuda_graph(step: Callable[[Tensor], Tensor], K: int, batch: int, dev: torch.device) -> Callable:
-    """``step`` captured in a CUDA graph after three eager warm-up iterations (which are real iterations).
+def _epoch_frames(g: _Group, n_train: int) -> Tensor:
+    """The training frames (iterations per epoch, K, batch) of one epoch, each member drawing exactly as fit."""
+    shape = (g.n_iter_epoch, g.tc0.batch_size)
+    dev = g.u_train.device
+    return torch.stack([torch.randint(n_train, shape, generator=gen, device=dev) for gen in g.gens], dim=1)
 
-    The returned callable copies the frame indices into a static buffer, replays the graph and returns a
-    copy of the loss terms: no host synchronisation, one launch per iteration.
+
+def _step(g: _Group, idx: Tensor) -> Tensor:
+    """One iteration of every member on frames idx (K, batch): loss, backward, clip, update; returns (K, 4)."""
+    u, y = g.u_train[idx], g.y_train[idx]  # (K, batch, N) each
+    terms = loss_terms(g.model, u, y, g.coeffs, g.xnorm)  # (K, 4)
+    for p, _ in g.opt.params:
+        p.grad = None
+    terms.sum().backward()
+    if any(c > 0 for c in g.clip):
+        g.opt.clip_(g.clip)
+    if g.tc0.scheduler == "cosine":
+        with torch.no_grad():
+            g.opt.lr.copy_(
+                g.lr_base * 0.5 * (1 + torch.cos(math.pi * g.opt.step_count / g.cosine_T))
+            )  # (K, 3)
+    g.opt.step()
+    return terms.detach()  # (K, 4)
+
+
+def _log(g: _Group, k: int, run: RunLog, done: int) -> None:
+    """Member k's log point after ``done`` iterations: its plateau schedule, then its evaluation and report."""
+    tc = g.configs[k].training
+    recent = run.loss_since_last_log(done)
+    if tc.scheduler == "plateau":
+        g.plateaus[k].step(recent, g.opt.lr[k])
+    run.log_point(g.model.member(k, g.singles[k]), done, (done - 1) // g.n_iter_epoch, recent)
+
+
+def _finish(g: _Group, k: int, run: RunLog, done: int, status: str) -> TrainResult:
+    """Member k's end after ``done`` iterations: its final report and result; then it is frozen."""
+    member = g.model.member(k, g.singles[k])
+    epoch = (done - 1) // g.n_iter_epoch
+    final, losses_np = run.finish(member, done, epoch, status)
+    result = TrainResult(
+        status, final, member, run.history, g.configs[k], g.opt.state_dict(k), epoch, losses_np
+    )
+    g.opt.freeze(k)
+    g.lr_base[k] = 0.0
+    return result
+
+
+class _CudaGraphStep:
+    """``step`` captured in a CUDA graph after ``WARMUP`` eager warm-up iterations (which are real iterations).
+
+    Each call copies the frame indices (K, batch) into a static buffer, replays the graph and returns a
+    copy of the loss terms (K, 4): no host synchronisation, one launch per iteration.
     """
-    idx_static = torch.zeros(K, batch, dtype=torch.long, device=dev)  # (K, batch)
-    graph: list[Any] = []
-    out: list[Tensor] = []
-    calls = [0]
-    side = torch.cuda.Stream(device=dev)
 
-    def run(idx: Tensor) -> Tensor:
-        calls[0] += 1
-        if calls[0] <= 3:
-            side.wait_stream(torch.cuda.current_stream(dev))
-            with torch.cuda.stream(side):
-                terms = step(idx)
-            torch.cuda.current_stream(dev).wait_stream(side)
+    WARMUP = 3
+
+    def __init__(self, step: Callable[[Tensor], Tensor], K: int, batch: int, dev: torch.device) -> None:
+        self.step, self.dev = step, dev
+        self.idx = torch.zeros(K, batch, dtype=torch.long, device=dev)  # (K, batch) the graph's input
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.terms: Tensor | None = None  # (K, 4) the graph's output
+        self.calls = 0
+        self.side = torch.cuda.Stream(device=dev)
+
+    def __call__(self, idx: Tensor) -> Tensor:
+        self.calls += 1
+        if self.calls <= self.WARMUP:
+            self.side.wait_stream(torch.cuda.current_stream(self.dev))
+            with torch.cuda.stream(self.side):
+                terms = self.step(idx)  # (K, 4)
+            torch.cuda.current_stream(self.dev).wait_stream(self.side)
             return terms
-        if not graph:
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
-                out.append(step(idx_static))
-            graph.append(g)
-        idx_static.copy_(idx)
-        graph[0].replay()
-        return out[0].clone()
-
-    return run
+        if self.graph is None:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.terms = self.step(self.idx)
+        self.idx.copy_(idx)
+        self.graph.replay()
+        assert self.terms is not None
+        return self.terms.clone()  # (K, 4)

@@ -1,8 +1,10 @@
-"""What ``ntune status``, ``export`` and ``report`` compute from an experiment folder (no Ray, no printing).
+"""What ``ntune status``, ``export`` and ``report`` compute from an experiment (no Ray, no printing).
 
-All three work on finished, running and interrupted experiments: they read ``study.json`` and
-``trials.jsonl`` (written by the journal as trials start and complete), nothing Tune keeps in memory.
-The functions return data (rows, written paths); :mod:`ntune.cli.commands` prints them.
+Each function takes an :class:`~ntune.study.experiment.Experiment` (study info, ledger, search trees):
+the one the driver's journal holds at the end of ``ntune run``, or one read back from the experiment
+folder (:func:`ntune.study.experiment.read_experiment`; finished, running and interrupted experiments
+alike) by ``ntune status``, ``export`` and ``report`` in another shell. The functions return data
+(rows, written paths); :mod:`ntune.cli.commands` prints them.
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ import csv
 import json
 import math
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ntune.config import ConfigError, config_from_dict, dump_config
-from ntune.plots import plot_landscape, save_figure
+from ntune.plots import plot_landscape, plot_tree, save_figure
+from ntune.study.experiment import TREE_DIR, Experiment, read_experiment, tree_files
 from ntune.study.guards import safe_name
-from ntune.study.info import memory_section, read_info
-from ntune.study.journal import save_tree_plot
-from ntune.study.ledger import Ledger
-from ntune.study.records import fmt, read_trials
+from ntune.study.info import memory_section
+from ntune.study.records import fmt
 from ntune.study.render import render_table
 
 FORMATS = ("yaml", "csv", "json", "ucb-txt")
@@ -48,15 +50,9 @@ SUMMARY_FIELDS = (
 def load_experiment(
     exp_dir: str | Path,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, str], list[dict]]:
-    """(study info, completed records, running trial id -> block, per-block summary rows)."""
-    exp_dir = Path(exp_dir)
-    if not exp_dir.is_dir():
-        raise FileNotFoundError(f"{exp_dir}: no such experiment folder")
-    info = read_info(exp_dir)
-    records, running = read_trials(exp_dir)
-    ledger = Ledger(info).extend(records)
-    ledger.running = running
-    return info, records, running, ledger.rows()
+    """(study info, completed records, running trial id -> block, per-block summary rows) of a folder."""
+    exp = read_experiment(exp_dir)
+    return exp.info, exp.records, exp.running, exp.ledger.rows()
 
 
 def best_records(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -65,16 +61,13 @@ def best_records(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> d
     return {row["block"]: by_id[row["best_trial"]] for row in rows if row["best_trial"] in by_id}
 
 
-def status_rows(exp_dir: str | Path, *, stopped: bool = False) -> tuple[str, str, list[dict[str, Any]]]:
+def status_rows(exp: Experiment, *, stopped: bool = False) -> tuple[str, str, list[dict[str, Any]]]:
     """(title, caption, per-block rows) of ``ntune status``; ``stopped``: its driver has ended, nothing runs."""
-    info, records, running, rows = load_experiment(exp_dir)
-    if stopped:
-        running = {}
-        rows = Ledger(info).extend(records).rows()
-    study = info["study"]
+    rows = exp.ledger.rows(stopped=stopped)
+    running = 0 if stopped else len(exp.ledger.running)
     total = sum(r["budget"] for r in rows)
-    title = f"{study['name']}: {len(records)}/{total} trials done, {len(running)} running"
-    caption = f"block = {info['block_key']}; best R2 / cluster over the block's trials"
+    title = f"{exp.info['study']['name']}: {len(exp.ledger.records)}/{total} trials done, {running} running"
+    caption = f"block = {exp.info['block_key']}; best R2 / cluster over the block's trials"
     return title, caption, rows
 
 
@@ -98,56 +91,61 @@ def _yaml_header(rec: dict[str, Any], robust: bool) -> str:
     )
 
 
-def export(exp_dir: str | Path, *, out: Path | None, fmt: str) -> list[tuple[str, str]]:
+def export(exp: Experiment, *, out: Path | None, fmt: str) -> list[tuple[str, str]]:
     """Write the best config per block (``yaml``), ``summary.csv``, ``summary.json`` or the ucb trees.
 
     yaml: ``<out>/<block>.yaml`` (default out: EXP/best) plus ``summary.csv`` (EXP/summary.csv by
     default, else ``<out>/summary.csv``); csv: the summary only; json: summary rows and best configs
-    in one file; ucb-txt: the searcher's tree text per block. Returns (kind, text) messages in order:
-    ``("wrote", path)``, ``("note", text)`` or ``("tree", label)`` followed by ``("text", tree text)``.
+    in one file; ucb-txt: the searcher's tree text per block (``exp.texts``). Returns (kind, text)
+    messages in order: ``("wrote", path)``, ``("note", text)`` or ``("tree", label)`` followed by
+    ``("text", tree text)``.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of: {', '.join(FORMATS)}")
-    exp_dir = Path(exp_dir)
-    info, records, _, rows = load_experiment(exp_dir)
-    base = out if out is not None else exp_dir
-    best = best_records(records, rows)
-    robust = {r["block"]: r["robust"] for r in rows}
+    rows = exp.ledger.rows()
+    base = out if out is not None else exp.exp_dir
     done: list[tuple[str, str]] = []
     if fmt in ("yaml", "csv"):
-        summary = (out if out is not None else exp_dir) / "summary.csv"
-        _write_summary(rows, summary)
-        done.append(("wrote", str(summary)))
+        _write_summary(rows, base / "summary.csv")
+        done.append(("wrote", str(base / "summary.csv")))
     if fmt == "yaml":
-        folder = out if out is not None else exp_dir / "best"
-        folder.mkdir(parents=True, exist_ok=True)
-        for label, rec in best.items():
-            path = folder / f"{safe_name(label)}.yaml"
-            path.write_text(_yaml_header(rec, robust[label]) + dump_config(config_from_dict(rec["config"])))
-            done.append(("wrote", str(path)))
-        if not best:
-            done.append(("note", "no completed trial yet: nothing to export"))
+        done += _export_yaml(exp, rows, out if out is not None else exp.exp_dir / "best")
     elif fmt == "json":
+        best = best_records(exp.records, rows)
         path = base / "summary.json"
         base.mkdir(parents=True, exist_ok=True)
         payload = {
-            "study": info["study"]["name"],
+            "study": exp.info["study"]["name"],
             "blocks": rows,
             "best": {k: v["config"] for k, v in best.items()},
         }
         path.write_text(json.dumps(payload, indent=2, default=_json_default))
         done.append(("wrote", str(path)))
     elif fmt == "ucb-txt":
-        src = exp_dir / "ucb"
-        texts = {p.stem: p.read_text() for p in sorted(src.glob("*.txt"))} if src.is_dir() else {}
         if out is None:
-            for label, text in texts.items():
-                done += [("tree", label), ("text", text)]
+            for label, text in exp.texts.items():
+                done += [("tree", safe_name(label)), ("text", text)]
         else:
             out.mkdir(parents=True, exist_ok=True)
-            for label, text in texts.items():
-                (out / f"{label}.txt").write_text(text)
-                done.append(("wrote", str(out / f"{label}.txt")))
+            for label, text in exp.texts.items():
+                path = out / f"{safe_name(label)}.txt"
+                path.write_text(text)
+                done.append(("wrote", str(path)))
+    return done
+
+
+def _export_yaml(exp: Experiment, rows: list[dict[str, Any]], folder: Path) -> list[tuple[str, str]]:
+    """``<folder>/<block>.yaml``: the best config of each block, runnable with ``ntune train``."""
+    best = best_records(exp.records, rows)
+    robust = {r["block"]: r["robust"] for r in rows}
+    folder.mkdir(parents=True, exist_ok=True)
+    done: list[tuple[str, str]] = []
+    for label, rec in best.items():
+        path = folder / f"{safe_name(label)}.yaml"
+        path.write_text(_yaml_header(rec, robust[label]) + dump_config(config_from_dict(rec["config"])))
+        done.append(("wrote", str(path)))
+    if not best:
+        done.append(("note", "no completed trial yet: nothing to export"))
     return done
 
 
@@ -172,22 +170,21 @@ def trial_folder(exp_dir: Path, trial_dir: str) -> Path | None:
     return None
 
 
-def report_inputs(exp_dir: str | Path) -> list[str]:
-    """Paths relative to ``exp_dir`` that :func:`report` shows from trial folders, where they may be:
-    each block's best W scatter (used to fetch them for an experiment on object storage)."""
-    _, records, _, rows = load_experiment(exp_dir)
-    best = best_records(records, rows).values()
+def report_inputs(exp: Experiment) -> list[str]:
+    """Paths relative to the experiment folder that :func:`report` shows from trial folders, where they may
+    be: each block's best W scatter (used to fetch them for an experiment on object storage)."""
+    best = best_records(exp.records, exp.ledger.rows()).values()
     return [(t / "W_scatter.png").as_posix() for rec in best for t in _tails(rec["trial_dir"])]
 
 
-def report(exp_dir: str | Path) -> Path:
+def report(exp: Experiment) -> Path:
     """Write EXP/report.md (comparison table, landscape plot, trees, best scatters); returns its path."""
-    exp_dir = Path(exp_dir)
-    info, records, running, rows = load_experiment(exp_dir)
+    exp_dir, info, records = exp.exp_dir, exp.info, exp.records
+    rows = exp.ledger.rows()
     folder = exp_dir / "report"
     folder.mkdir(exist_ok=True)
     lines = [f"# Study report: {info['study']['name']}\n\n", info["study"].get("description", "") + "\n\n"]
-    lines.append(f"{len(records)} trials completed, {len(running)} running.\n\n## Comparison\n\n")
+    lines.append(f"{len(records)} trials completed, {len(exp.ledger.running)} running.\n\n## Comparison\n\n")
     lines.append(render_table(rows) + memory_section(info))
     numeric = all(isinstance(r["value"], int | float) for r in rows)
     if numeric and records:
@@ -200,23 +197,30 @@ def report(exp_dir: str | Path) -> Path:
         if not r["trials"]:
             lines.append("No completed trial.\n")
             continue
-        ucb = exp_dir / "ucb" / f"{safe_name(label)}.txt"
-        if ucb.is_file():  # the tree as the searcher holds it (the journal writes its text)
-            text = ucb.read_text()
-            tree_png = exp_dir / "trees" / f"{safe_name(label)}.png"
-            save_tree_plot(text, tree_png, label)
-            lines.append(f"![tree of {label}](trees/{tree_png.name})\n\n")
-            lines.append("```\n" + text.rstrip() + "\n```\n\n")
+        lines += _tree_section(exp, label)
         rec = best.get(label)
         if rec is None:
             continue
         lines.append(
             f"Best: node {rec['search'].get('node')}, trial {rec['trial_id']}, score {rec['score']:.3f}\n\n"
         )
-        folder = trial_folder(exp_dir, rec["trial_dir"])
-        if folder is not None:
-            scatter = folder / "W_scatter.png"
+        trial = trial_folder(exp_dir, rec["trial_dir"])
+        if trial is not None:
+            scatter = trial / "W_scatter.png"
             lines.append(f"![W scatter of {label}]({os.path.relpath(scatter, exp_dir)})\n")
     path = exp_dir / "report.md"
     path.write_text("".join(lines))
     return path
+
+
+def _tree_section(exp: Experiment, label: str) -> list[str]:
+    """A block's tree in the report: its plot (from the tree data) and its text, as the searcher holds it."""
+    lines = []
+    data, text = exp.trees.get(label), exp.texts.get(label)
+    if data is not None:
+        png = tree_files(exp.exp_dir, label).plot
+        save_figure(partial(plot_tree, tree=data, title=label), png)
+        lines.append(f"![tree of {label}]({TREE_DIR}/{png.name})\n\n")
+    if text is not None:
+        lines.append("```\n" + text.rstrip() + "\n```\n\n")
+    return lines

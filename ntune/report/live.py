@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ntune.report.export import status_rows
-from ntune.study.records import read_trials
+from ntune.study.experiment import read_experiment
 from ntune.study.running import RunningTrial, read_running
 
 
@@ -36,8 +36,9 @@ def watch_view(exp_dir: str | Path) -> WatchView:
     Running trials are those ``trials.jsonl`` shows started and not completed; each with its entry in
     ``running.json`` when it has one (sorted by block, then node), else listed in ``waiting``.
     """
-    title, caption, rows = status_rows(exp_dir)
-    _, started = read_trials(exp_dir)
+    exp = read_experiment(exp_dir)
+    title, caption, rows = status_rows(exp)
+    started = exp.running
     board = read_running(exp_dir)
     running = sorted((board[t] for t in started if t in board), key=lambda r: (r.block, r.node, r.trial_id))
     waiting = sorted((t, b) for t, b in started.items() if t not in board)

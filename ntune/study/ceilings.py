@@ -14,7 +14,8 @@ from typing import Any
 from ntune.config import config_from_dict, set_dotted
 from ntune.data.identifiability import SUMMARY_KEYS, is_data_limited
 from ntune.data.load import load_or_simulate
-from ntune.study.info import block_label, finite_number
+from ntune.study.info import block_label
+from ntune.study.numbers import json_number
 
 
 def study_ceilings(study: Any, base: Mapping[str, Any]) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def study_ceilings(study: Any, base: Mapping[str, Any]) -> dict[str, Any]:
         label = block_label(study.block_key, value)
         # no compute time here: study.json must compare equal on resume, even after the cache was rebuilt
         entry: dict[str, Any] = {
-            k: finite_number(data.summary.get(k)) for k in SUMMARY_KEYS if k != "ident_time_s"
+            k: json_number(data.summary.get(k)) for k in SUMMARY_KEYS if k != "ident_time_s"
         }
         entry["silent"] = list(data.silent or [])
         entry["data_limited"] = threshold is not None and is_data_limited(data.summary, threshold)

@@ -33,7 +33,7 @@ from searchers.tree import DEFAULT_UCB_C
 
 CONFIG_SECTIONS = ("simulation", "graph_model", "training", "description", "dataset")
 OBJECTIVE_METRICS = ("connectivity_R2", "cluster_accuracy", "test_R2", "test_pearson")
-GPU_POPULATION = 16  # population "auto" on a GPU: 90x / 17x fit's member throughput at N = 100 / 1000 (H100, docs/benchmarks.md)
+GPU_POPULATION = 16  # population "auto" on a GPU: 90x / 17x fit's member throughput at N = 100 / 1000 (H100, benchmarks/README.md)
 
 
 class _Model(BaseModel):

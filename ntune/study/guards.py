@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +172,7 @@ def cfg_value(cfg: NtuneConfig, key: str) -> Any:
     return obj
 
 
-def check_resources(request: Mapping[str, float], nodes: list[Mapping[str, float]]) -> None:
+def check_resources(request: Mapping[str, float], nodes: Sequence[Mapping[str, float]]) -> None:
     """Refuse a per-trial request (``{"cpu": 1, "gpu": 0.25}``) that no node of the cluster can hold.
 
     ``nodes``: the total resources of each alive node, Ray's names (``{"CPU": 2.0, "GPU": 0.0}``).
@@ -193,6 +193,6 @@ def check_resources(request: Mapping[str, float], nodes: list[Mapping[str, float
             )
 
 
-def preflight(study: Any, nodes: list[Mapping[str, float]]) -> None:
+def preflight(study: Any, nodes: Sequence[Mapping[str, float]]) -> None:
     """After Ray started or joined, before any trial: each trial's request fits on some node."""
     check_resources(study.resources.model_dump(), nodes)

@@ -9,13 +9,13 @@ the journal, status, report and the searcher's budgets all go through these func
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ntune.config import ConfigError
 from ntune.data.identifiability import SUMMARY_KEYS, block_line, verdict
+from ntune.study.numbers import as_float
 
 
 def block_label(block_key: str, value: Any) -> str:
@@ -44,13 +44,6 @@ def study_info(study: Any, base: dict[str, Any]) -> dict[str, Any]:
     return {"study": study.model_dump(mode="json"), "block_key": study.block_key, "base": base}
 
 
-def finite_number(x: Any) -> float | str | None:
-    """JSON-safe number: None for missing or NaN, "inf" for infinity (study.json must compare equal)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return None
-    return "inf" if math.isinf(float(x)) else float(x)
-
-
 def block_budget(info: Mapping[str, Any], label: str) -> int:
     """Trials the block ``label`` of a study info gets (its probe budget when data-limited)."""
     return int((info.get("block_budgets") or {}).get(label, info["study"]["n_iter_block"]))
@@ -63,8 +56,7 @@ def total_budget(info: Mapping[str, Any], labels: list[str]) -> int:
 
 def ceiling_of(info: Mapping[str, Any], label: str) -> float:
     """The block's ceiling from a study info (NaN when not computed)."""
-    value = ((info.get("ceilings") or {}).get(label) or {}).get("ceiling")
-    return math.nan if value is None else float(value)
+    return as_float(((info.get("ceilings") or {}).get(label) or {}).get("ceiling"))
 
 
 def _threshold(info: Mapping[str, Any]) -> float:
@@ -88,7 +80,7 @@ def console_lines(info: Mapping[str, Any]) -> list[str]:
 
 
 def _numbers(entry: Mapping[str, Any]) -> dict[str, float]:
-    return {k: math.nan if v is None else float(v) for k, v in entry.items() if k in SUMMARY_KEYS}
+    return {k: as_float(v) for k, v in entry.items() if k in SUMMARY_KEYS}
 
 
 def memory_section(info: Mapping[str, Any], level: int = 2) -> str:

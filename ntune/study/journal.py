@@ -9,39 +9,56 @@ Files in the experiment folder:
   the last one counts.
 * ``analysis.md``: one entry per completed trial, in the seeds' log form (append-only).
 * ``memory.md``: sparsity comparison table, what each parameter's mutations did, each block's state.
-* ``ucb/<block>.txt`` (the searcher's tree text, written at most every ``tree_every_s`` seconds per
-  block and on ``flush``) and ``trees/<block>.png`` (a plot of that text, written on ``flush``: at
-  the end of a run, or an interrupt, and by ``ntune report``). Both come from the searcher's state.
+* ``ucb/<block>.txt`` (the searcher's tree text) and ``trees/<block>.json`` (the same tree as data,
+  ``searchers.tree.Tree.to_dict`` form), written at most every ``tree_every_s`` seconds per block and on
+  ``flush``; ``trees/<block>.png`` (its plot, :func:`ntune.plots.plot_tree`), written on ``flush``: at
+  the end of a run, or an interrupt. All come from the searcher's state (:mod:`ntune.study.experiment`
+  names the files).
 
 :class:`Journal` reads ``trials.jsonl`` once (start or resume), then only appends: a completion
-costs the same at the 5 000th trial as at the first. No Ray here: the Tune callback that feeds it
-lives in :mod:`ntune.tune.driver`.
+costs the same at the 5 000th trial as at the first. At the end of a run it hands what it holds to
+status and export (:meth:`Journal.experiment`). No Ray here: the Tune callbacks that feed it live in
+:mod:`ntune.tune.callbacks`; a journal pickled with Tune's experiment state resumes through
+:func:`reopening`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from ntune.plots import plot_tree, save_figure
+from ntune.study.experiment import Experiment, TreeFiles, replay, tree_files
 from ntune.study.guards import safe_name
 from ntune.study.info import read_info
 from ntune.study.ledger import Ledger
 from ntune.study.records import SEARCH_KEY
 from ntune.study.render import format_entry, render_memory_of
 
-TREE_EVERY_S = 5.0  # seconds between rewrites of one block's ucb/ text and tree plot while trials run
-_TRIAL_LINE = re.compile(r"^Trial: (\S+)", re.M)
-_NODE_LINE = re.compile(r"^Node (\d+): .*?parent=(\w+)")
-_SCORE = re.compile(r"\bscore=(-?[\d.eE+-]+|nan)")
-_MUTATION = re.compile(r"\bmutation=(.*)$")
+TREE_EVERY_S = 5.0  # seconds between rewrites of one block's tree files while trials run
+_TRIAL_LINE = re.compile(r"^Trial: (\S+)", re.M)  # the trial id of an analysis.md entry
+
+
+class TreeData(Protocol):
+    """A block's search tree as the journal reads it (``searchers.tree.Tree``)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 class TreeSource(Protocol):
-    """What the journal needs of a searcher: the tree text of a block."""
+    """What the journal needs of a searcher: each block's tree (as data) and its text."""
+
+    @property
+    def trees(self) -> Mapping[str, TreeData]: ...
 
     def tree_text(self, label: str) -> str: ...
 
@@ -51,25 +68,33 @@ def _convergence(info: dict[str, Any]) -> bool:
     return len(info["study"]["objective"]["thresholds"]) == 1
 
 
-def tree_rows(text: str) -> list[tuple[int, int | None, float, str]]:
-    """(id, parent, mean score, mutation) per ``Node k: ...`` line of a searcher's tree text."""
-    rows = []
-    for line in text.splitlines():
-        m = _NODE_LINE.match(line)
-        if not m:
-            continue
-        parent = int(m.group(2)) if m.group(2).isdigit() else None
-        s = _SCORE.search(line)
-        mutation = _MUTATION.search(line)
-        score = float(s.group(1)) if s else 0.0
-        rows.append((int(m.group(1)), parent, score, mutation.group(1).strip() if mutation else ""))
-    return rows
+@dataclass
+class Reopening:
+    """Where a journal unpickled inside :func:`reopening` lives now, and that journal once unpickled."""
+
+    exp_dir: Path
+    remote: Any = None
+    journal: Journal | None = None
 
 
-def save_tree_plot(text: str, path: Path, title: str) -> None:
-    """Plot one block's tree from the searcher's tree text to ``path``."""
-    rows = tree_rows(text)
-    save_figure(lambda ax: plot_tree(ax, rows, title), path)
+_REOPENING: ContextVar[Reopening | None] = ContextVar("ntune_journal_reopening", default=None)
+
+
+@contextmanager
+def reopening(exp_dir: str | Path, remote: Any = None) -> Iterator[Reopening]:
+    """Resume the journal pickled with an experiment's state (``Tuner.restore`` unpickles Tune's callbacks).
+
+    A journal unpickled inside the block moves to ``exp_dir`` and syncs to ``remote`` (the experiment may
+    be resumed from another machine or another mirror folder), loads its records from there, marks the
+    resume in ``trials.jsonl`` and is handed back as the yielded object's ``journal``. A journal unpickled
+    outside stays where it was, without a remote, and marks nothing.
+    """
+    handover = Reopening(Path(exp_dir), remote)
+    token = _REOPENING.set(handover)
+    try:
+        yield handover
+    finally:
+        _REOPENING.reset(token)
 
 
 class Journal:
@@ -78,10 +103,6 @@ class Journal:
     With a ``remote`` (a :class:`ntune.study.storage.Remote`: the experiment lives on object storage and
     ``exp_dir`` is its local mirror), :meth:`sync` copies the changed files up.
     """
-
-    # set by mark_resumed: where a journal unpickled by Tuner.restore lives now, and its remote
-    resume_dir: Path | None = None
-    resume_remote: Any = None
 
     def __init__(
         self,
@@ -92,13 +113,16 @@ class Journal:
         tree_every_s: float = TREE_EVERY_S,
         remote: Any = None,
     ) -> None:
-        self.exp_dir = Path(exp_dir)
-        self.remote = remote
-        self._synced = -float("inf")
         self.searcher = searcher
-        self.info = info if info is not None else read_info(self.exp_dir)
-        self.ledger = Ledger(self.info)
+        self.info = info if info is not None else read_info(Path(exp_dir))
         self.tree_every_s = tree_every_s
+        self._open(Path(exp_dir), remote)
+
+    def _open(self, exp_dir: Path, remote: Any) -> None:
+        """Work in ``exp_dir`` (syncing to ``remote``): records loaded from its ``trials.jsonl``."""
+        self.exp_dir, self.remote = exp_dir, remote
+        self._synced = -float("inf")
+        self.ledger = Ledger(self.info)
         self._tree_written: dict[str, float] = {}
         self._tree_due: set[str] = set()
         self._plot_due: set[str] = set()
@@ -109,30 +133,17 @@ class Journal:
         return {k: self.__dict__[k] for k in ("exp_dir", "searcher", "info", "tree_every_s")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """A restored journal (``Tuner.restore``) loads the records once from ``trials.jsonl``.
-
-        It moves to the folder (and remote) given to :meth:`mark_resumed`, when one was: the experiment
-        may be resumed from another machine or another mirror folder.
-        """
+        """A restored journal loads the records once from ``trials.jsonl``; see :func:`reopening`."""
         self.__dict__.update(state)
-        if Journal.resume_dir is not None:
-            self.exp_dir, self.remote = Journal.resume_dir, Journal.resume_remote
-        else:
-            self.remote = None
-        self._synced = -float("inf")
-        self.ledger = Ledger(self.info)
-        self._tree_written, self._tree_due, self._plot_due = {}, set(), set()
-        self._load()
-
-    @classmethod
-    def mark_resumed(cls, exp_dir: str | Path, remote: Any = None) -> None:
-        """Append the ``resume`` event before a restored journal loads the file (see ``resumed``).
-
-        A journal unpickled after this call writes to ``exp_dir`` and syncs to ``remote``.
-        """
-        with open(Path(exp_dir) / "trials.jsonl", "a") as f:
-            f.write(json.dumps({"event": "resume"}) + "\n")
-        cls.resume_dir, cls.resume_remote = Path(exp_dir), remote
+        handover = _REOPENING.get()
+        if handover is None:
+            self._open(self.exp_dir, None)
+            return
+        if handover.journal is not None:
+            raise RuntimeError(f"two journals were unpickled to resume {handover.exp_dir}")
+        self._open(handover.exp_dir, handover.remote)
+        self.resumed()
+        handover.journal = self
 
     def sync(self, every_s: float = 0.0, now: float | None = None) -> None:
         """Copy the changed files up to the remote (if any), unless the last copy is under ``every_s`` old."""
@@ -150,20 +161,7 @@ class Journal:
         text = path.read_text()
         if text and not text.endswith("\n"):  # a line cut by a killed driver: end it
             self._append("trials.jsonl", "\n")
-        for line in text.splitlines():
-            try:
-                event = json.loads(line) if line.strip() else None
-            except json.JSONDecodeError:
-                continue
-            if not isinstance(event, dict):
-                continue
-            kind = event.get("event")
-            if kind == "resume":
-                self.ledger.resume()
-            elif kind == "start":
-                self.ledger.start(event["trial_id"], event.get("block") or "")
-            elif kind == "complete":
-                self.ledger.add(event)
+        replay(self.ledger, text)
         analysis = self.exp_dir / "analysis.md"
         written = set(_TRIAL_LINE.findall(analysis.read_text())) if analysis.is_file() else set()
         for rec in self.ledger.records.values():  # completed in trials.jsonl, entry lost with the driver
@@ -229,25 +227,57 @@ class Journal:
                 self._tree_written[label] = now
 
     def flush(self) -> None:
-        """Write every tree text that changed, and the plot of every tree written since the last flush."""
+        """Write every tree that changed, and the plot of every tree written since the last flush."""
         for label in sorted(self._tree_due):
             self.write_tree(label)
         for label in sorted(self._plot_due):
-            text = self.exp_dir / "ucb" / f"{safe_name(label)}.txt"
-            if text.is_file():
-                save_tree_plot(text.read_text(), self.exp_dir / "trees" / f"{safe_name(label)}.png", label)
+            tree = self._tree(label)
+            if tree is not None:
+                save_figure(partial(plot_tree, tree=tree.to_dict(), title=label), self._files(label).plot)
         self._plot_due.clear()
 
     def write_tree(self, label: str) -> None:
-        """ucb/<block>.txt from the searcher's tree (nothing without a searcher); its plot waits for flush."""
+        """ucb/<block>.txt and trees/<block>.json from the searcher's tree (nothing without one); its plot
+        waits for :meth:`flush`."""
         self._tree_due.discard(label)
-        if self.searcher is None:
+        tree = self._tree(label)
+        if tree is None or self.searcher is None:
             return
-        (self.exp_dir / "ucb").mkdir(exist_ok=True)
-        (self.exp_dir / "ucb" / f"{safe_name(label)}.txt").write_text(self.searcher.tree_text(label))
+        files = self._files(label)
+        files.text.parent.mkdir(exist_ok=True)
+        files.text.write_text(self.searcher.tree_text(label))
+        files.data.parent.mkdir(exist_ok=True)
+        _replace(files.data, json.dumps(tree.to_dict(), default=str))
         ucb_scores = getattr(self.searcher, "ucb_scores", None)
         if ucb_scores is not None:  # the seeds' form, study-wide node ids
             folder = self.exp_dir / "blocks" / safe_name(label)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "ucb_scores.txt").write_text(ucb_scores(label))
         self._plot_due.add(label)
+
+    def _tree(self, label: str) -> TreeData | None:
+        """The searcher's tree of block ``label`` (None without a searcher, or for a block it does not hold)."""
+        return None if self.searcher is None else self.searcher.trees.get(label)
+
+    def _files(self, label: str) -> TreeFiles:
+        return tree_files(self.exp_dir, label)
+
+    # ---- the end of a run
+    def experiment(self) -> Experiment:
+        """What the journal holds, for the status table and the export at the end of a run: the ledger
+        (records, running trials, study info) and the tree of every block with a completed trial."""
+        trees: dict[str, Mapping[str, Any]] = {}
+        texts: dict[str, str] = {}
+        for label, block in self.ledger.blocks.items():
+            tree = self._tree(label)
+            if tree is None or self.searcher is None or not block.trials:
+                continue
+            trees[label], texts[label] = tree.to_dict(), self.searcher.tree_text(label)
+        return Experiment(self.exp_dir, self.ledger, trees, texts)
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary file and a rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -260,12 +260,15 @@ class Ledger:
         block = self.blocks.get(label)
         return {i: n.as_dict() for i, n in block.nodes.items()} if block else {}
 
-    def row(self, label: str) -> dict[str, Any]:
-        """The block's row of the sparsity comparison table (memory.md, ``ntune status``, summary.csv)."""
+    def row(self, label: str, *, stopped: bool = False) -> dict[str, Any]:
+        """The block's row of the sparsity comparison table (memory.md, ``ntune status``, summary.csv).
+
+        ``stopped``: the study's driver has ended, so no trial counts as running.
+        """
         block = self.blocks[label]
         pick = block.nodes.get(block.pick) if block.pick is not None else None
         best = pick.best if pick else None
-        n_run = sum(1 for b in self.running.values() if b == label)
+        n_run = 0 if stopped else sum(1 for b in self.running.values() if b == label)
         budget = block_budget(self.info, label)  # n_iter_block, or the probe budget of a data-limited block
         state = "done" if block.trials >= budget else ("running" if n_run else "open")
         return asdict(
@@ -290,10 +293,10 @@ class Ledger:
             )
         )
 
-    def rows(self) -> list[dict[str, Any]]:
-        """One row per block of the study, in the study's order."""
+    def rows(self, *, stopped: bool = False) -> list[dict[str, Any]]:
+        """One row per block of the study, in the study's order (``stopped``: see :meth:`row`)."""
         values = self.info["study"]["blocks"][self.block_key]
-        return [self.row(block_label(self.block_key, v)) for v in values]
+        return [self.row(block_label(self.block_key, v), stopped=stopped) for v in values]
 
     def effects(self) -> dict[str, dict[str, float]]:
         """parameter -> {n, improved, mean_delta} over all blocks' child-parent node pairs."""

@@ -12,30 +12,32 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ntune.config import get_dotted
+from ntune.learn.metrics import RECORD_METRICS
 from ntune.study.info import block_label
-from searchers.objective import classify, score
+from ntune.study.numbers import as_float
+from searchers.objective import CLASSES, classify, score
 from searchers.record import SEARCH_KEY, SearchRecord
 
 __all__ = ["SEARCH_KEY", "SearchRecord", "TrialRecord", "make_record"]
 
-METRIC_KEYS = (
-    "connectivity_R2",
-    "cluster_accuracy",
-    "test_R2",
-    "test_pearson",
-    "connectivity_slope",
-    "zero_band",
-    "cross",
-    "final_loss",
-    "training_time_min",
-    "spectral_radius",
-    "n_iterations",
-)
+
+def events(text: str) -> Iterator[dict[str, Any]]:
+    """The events of a ``trials.jsonl`` text, in order; blank, cut or non-object lines are skipped."""
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            yield event
 
 
 def read_trials(exp_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -43,32 +45,17 @@ def read_trials(exp_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, st
     path = Path(exp_dir) / "trials.jsonl"
     done: dict[str, dict[str, Any]] = {}
     started: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if event.get("event") == "resume":
-                started.clear()  # a resumed run starts again every trial it still has
-            elif event.get("event") == "start":
-                started[event["trial_id"]] = event.get("block") or ""
-            else:
-                done[event["trial_id"]] = event
+    for event in events(path.read_text() if path.is_file() else ""):
+        if event.get("event") == "resume":
+            started.clear()  # a resumed run starts again every trial it still has
+        elif event.get("event") == "start":
+            started[event["trial_id"]] = event.get("block") or ""
+        else:
+            done[event["trial_id"]] = event
     records = list(done.values())
     for k, rec in enumerate(records, 1):
         rec["iter"] = k
     return records, {t: b for t, b in started.items() if t not in done}
-
-
-def _num(x: Any) -> float:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return math.nan
-    return x
 
 
 @dataclass
@@ -110,7 +97,13 @@ def make_record(
     *,
     error: str = "",
 ) -> dict[str, Any]:
-    """A ``complete`` record from a trial's config (with its search record) and its last result."""
+    """A ``complete`` record from a trial's config (with its search record) and its last result.
+
+    The status is ``error`` with an ``error`` text, ``incomplete`` without a final result, else the
+    result's own (``ok`` or ``diverged``). Score and classification are the result's, which the trainable
+    computed once under the study's objective; only a result without them (an old journal) has them
+    computed here. Anything but ``ok`` scores 0 and is ``failed``.
+    """
     result = result or {}
     search = dict(config.get(SEARCH_KEY) or {})
     plain = {k: v for k, v in config.items() if k != SEARCH_KEY}
@@ -120,24 +113,38 @@ def make_record(
         status = "incomplete"
     else:
         status = str(result.get("status", "ok"))
-    metrics = {k: _num(result.get(k)) for k in METRIC_KEYS}
-    objective = info["study"]["objective"]
-    judged = {**metrics, "status": "ok" if status == "ok" else "error"}  # anything but ok fails
+    metrics = {k: as_float(result.get(k)) for k in RECORD_METRICS}
+    run_score, classification = judge(info, metrics, status, result)
+    block_value = get_dotted(plain, info["block_key"])
     return TrialRecord(
         trial_id=trial_id,
         time=_dt.datetime.now().isoformat(timespec="seconds"),
         status=status,
         error=error,
-        block=search.get("block") or block_label(info["block_key"], get_dotted(plain, info["block_key"])),
-        block_value=search.get("block_value", get_dotted(plain, info["block_key"])),
+        block=search.get("block") or block_label(info["block_key"], block_value),
+        block_value=search.get("block_value", block_value),
         search=search,
         params={k: get_dotted(plain, k) for k in info["study"]["space"]},
         metrics=metrics,
-        score=score(judged, objective["weights"]),
-        classification=classify(judged, objective["thresholds"]),
+        score=run_score,
+        classification=classification,
         trial_dir=str(result.get("trial_dir", "")),
         config=plain,
     ).to_dict()
+
+
+def judge(
+    info: dict[str, Any], metrics: dict[str, float], status: str, result: dict[str, Any]
+) -> tuple[float, str]:
+    """(score, classification) of a record: the result's when it carries them, else computed from ``metrics``."""
+    if status != "ok":
+        return 0.0, "failed"  # what the objective gives any failed status
+    carried, classification = result.get("score"), result.get("classification")
+    if isinstance(carried, int | float) and not isinstance(carried, bool) and classification in CLASSES:
+        return float(carried), str(classification)
+    objective = info["study"]["objective"]
+    judged = {**metrics, "status": "ok"}
+    return score(judged, objective["weights"]), classify(judged, objective["thresholds"])
 
 
 def fmt(v: Any, digits: int = 4) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ntune.study.numbers import as_float
 from ntune.study.storage import LIVE_FILE
 
 LIVE_EVERY_S = 2.0  # seconds between rewrites of running.json while results arrive
@@ -43,16 +44,9 @@ class RunningTrial:
     updated: float  # time.time() of the evaluation's arrival at the driver
 
 
-def _float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def live_entry(result: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """The ``running.json`` entry of one reported result (a trial's, or one member's of a population)."""
-    entry: dict[str, Any] = {k: _float(result.get(k)) for k in NUMBERS}
+    entry: dict[str, Any] = {k: as_float(result.get(k)) for k in NUMBERS}
     entry.update({k: str(result.get(k) or "") for k in TEXTS})
     node = result.get("node")
     entry["node"] = int(node) if isinstance(node, int | float) and not isinstance(node, bool) else -1
@@ -110,19 +104,19 @@ def read_running(exp_dir: str | Path) -> dict[str, RunningTrial]:
     for trial_id, entry in data.items():
         if not isinstance(entry, dict):
             continue
-        node = _float(entry.get("node"))
+        node = as_float(entry.get("node"))
         out[str(trial_id)] = RunningTrial(
             trial_id=str(trial_id),
             block=str(entry.get("block") or ""),
             node=-1 if math.isnan(node) else int(node),
             strategy=str(entry.get("strategy") or ""),
-            progress=_float(entry.get("progress")),
-            iteration=_float(entry.get("iteration")),
-            n_iterations=_float(entry.get("n_iterations")),
-            connectivity_R2=_float(entry.get("connectivity_R2")),
-            cluster_accuracy=_float(entry.get("cluster_accuracy")),
-            loss=_float(entry.get("loss")),
+            progress=as_float(entry.get("progress")),
+            iteration=as_float(entry.get("iteration")),
+            n_iterations=as_float(entry.get("n_iterations")),
+            connectivity_R2=as_float(entry.get("connectivity_R2")),
+            cluster_accuracy=as_float(entry.get("cluster_accuracy")),
+            loss=as_float(entry.get("loss")),
             ray_node_id=str(entry.get("ray_node_id") or ""),
-            updated=_float(entry.get("updated")),
+            updated=as_float(entry.get("updated")),
         )
     return out

@@ -39,7 +39,7 @@ class JournalCallback(Callback):
         which the searcher ignores). A trial the searcher's state does not know at all (saved before its
         suggestion) is adopted: its node is rebuilt from the search record in its config.
         """
-        searcher = self.journal.searcher
+        searcher: Any = self.journal.searcher  # a UCBTreeSearcher (the journal needs only its trees)
         live = getattr(searcher, "live", None)
         if live is None:
             return

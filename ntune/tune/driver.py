@@ -23,9 +23,10 @@ from rich.console import Console
 from ntune.config import ConfigError
 from ntune.study.ceilings import study_ceilings
 from ntune.study.config import StudyConfig
+from ntune.study.experiment import Experiment
 from ntune.study.guards import check_study, preflight
 from ntune.study.info import console_lines, probe_budgets, read_info, study_info, total_budget
-from ntune.study.journal import Journal
+from ntune.study.journal import Journal, reopening
 from ntune.study.records import SEARCH_KEY
 from ntune.study.storage import JOURNAL_DIRS, JOURNAL_FILES, TUNE_STATE, Remote, is_uri, join, mirror_dir
 from ntune.tune.callbacks import ConsoleProgress, JournalCallback, LiveProgress
@@ -181,11 +182,137 @@ def _prepare_dir(
 @dataclass(frozen=True)
 class StudyRun:
     """What :func:`run_study` leaves: the experiment folder (a local mirror for object storage), the
-    study's whole trial budget and, for object storage, the remote experiment."""
+    study's whole trial budget, what the journal held at the end (records, ledger, trees) and, for
+    object storage, the remote experiment."""
 
     exp_dir: Path
     n_trials: int
+    experiment: Experiment
     remote: Remote | None = None
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where an experiment lives: its folder (for object storage, the journal's local mirror) and remote."""
+
+    exp_dir: Path
+    remote: Remote | None = None
+
+    @property
+    def where(self) -> str:
+        """The experiment as a person names it: its folder, or its URI."""
+        return self.remote.uri if self.remote is not None else str(self.exp_dir)
+
+    @property
+    def tune_path(self) -> str:
+        """The experiment folder as Tune names it (on the remote's filesystem for object storage)."""
+        return self.remote.path if self.remote is not None else str(self.exp_dir)
+
+    def storage(self) -> dict[str, Any]:
+        """Tune's ``storage_path`` (and ``storage_filesystem``): Tune writes its state and the trial folders
+        there itself, on the remote for object storage."""
+        if self.remote is None:
+            return {"storage_path": str(self.exp_dir.parent)}
+        return {"storage_path": self.remote.path.rsplit("/", 1)[0], "storage_filesystem": self.remote.fs}
+
+
+def place_of(study: StudyConfig) -> Place:
+    """``storage_path/name``: a local folder, or a URI whose journal is written into a local mirror."""
+    if is_uri(study.storage_path):
+        remote = Remote(join(study.storage_path, study.name))
+        return Place(mirror_dir(remote.uri, "run"), remote)
+    return Place(Path(study.storage_path).expanduser().resolve() / study.name)
+
+
+def _tune_environment(study: StudyConfig) -> None:
+    """The environment Tune reads when it starts: pending trials, its own output, snapshot warnings."""
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(study.max_concurrent_trials)
+    # with verbose=0 and the legacy reporter Tune prints no tables; ntune prints the progress
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # the final report carries a checkpoint, which forces an experiment snapshot: wanted, not a warning
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def _announce(console: Console, study: StudyConfig, info: dict[str, Any], place: Place) -> None:
+    """Where the experiment and its journal are, each block's identifiability, the budget."""
+    exp_dir = place.exp_dir
+    mirror = f" (journal mirrored in {exp_dir})" if place.remote is not None else ""
+    console.print(f"experiment: {place.where}{mirror}\nTensorBoard: tensorboard --logdir {place.where}")
+    console.print("\n".join(console_lines(info)), markup=False)
+    console.print(
+        f"{len(study.block_values)} blocks x {study.n_iter_block} trials, "
+        f"{study.max_concurrent_trials} at a time; journal: {exp_dir / 'memory.md'}, {exp_dir / 'analysis.md'}"
+    )
+
+
+def _callbacks(study: StudyConfig, journal: Journal, searcher: Any) -> tuple[Any, list[Callback]]:
+    """The search algorithm Tune asks (the searcher, packed K configs per Tune trial for a population) and
+    the driver-side callbacks, all views of ``journal``."""
+    callbacks: list[Callback] = [
+        JournalCallback(journal),
+        ConsoleProgress(journal),
+        block_metrics_callback(study.name, lambda: journal.ledger.rows()),
+    ]
+    packed: Any = searcher
+    if study.population_size > 1:  # each member is its own trial for the searcher and the journal
+        packed = PackingSearcher(searcher, study.population_size)
+        callbacks = [MemberCallbacks(callbacks)]
+    callbacks.append(LiveProgress(journal))
+    return packed, callbacks
+
+
+def _new_tuner(
+    study: StudyConfig, info: dict[str, Any], searcher: Any, trainable: type, place: Place
+) -> tuple[Any, Journal]:
+    """A Tuner for a new experiment, and the journal its callbacks feed."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    journal = Journal(place.exp_dir, searcher, info=info, remote=place.remote)
+    packed, callbacks = _callbacks(study, journal, searcher)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(packed, max_concurrent=study.max_concurrent_trials),
+            num_samples=total_budget(info, list(searcher.trees)),
+            metric="score",
+            mode="max",
+            reuse_actors=False,  # Ray names an actor once: one actor per trial keeps its name right
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=study.name,
+            **place.storage(),
+            failure_config=tune.FailureConfig(max_failures=study.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # trial files must reach storage also from reused actors and remote nodes
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            callbacks=callbacks,
+            verbose=0,
+        ),
+    )
+    return tuner, journal
+
+
+def _restored_tuner(trainable: type, place: Place) -> tuple[Any, Journal]:
+    """The Tuner of an earlier run of the experiment, and the journal its callbacks feed.
+
+    ``Tuner.restore`` brings back the searcher (packed or not) and the callbacks from the experiment state
+    (Ray 2.60 takes no new callbacks); their journal, unpickled with them, reopens at ``place`` and is
+    handed back through :func:`ntune.study.journal.reopening`.
+    """
+    from ray import tune
+
+    with reopening(place.exp_dir, place.remote) as handover:
+        tuner = tune.Tuner.restore(
+            place.tune_path,
+            trainable=trainable,
+            resume_errored=True,
+            storage_filesystem=place.storage().get("storage_filesystem"),
+        )
+    if handover.journal is None:
+        raise ConfigError(f"{place.where}: its Tune state holds no ntune journal; pass --fresh to start over")
+    return tuner, handover.journal
 
 
 def run_study(
@@ -197,93 +324,33 @@ def run_study(
     console: Console,
 ) -> StudyRun:
     """Run or resume ``study`` (validated, with its resolved ``base`` config) until its budget is spent or
-    it is interrupted; progress goes to ``console``."""
-    remote = Remote(join(study.storage_path, study.name)) if is_uri(study.storage_path) else None
-    if remote is not None:  # the journal writes into a local mirror; Remote copies it up
-        exp_dir = mirror_dir(remote.uri, "run")
-    else:
-        exp_dir = Path(study.storage_path).expanduser().resolve() / study.name
-    where = remote.uri if remote is not None else str(exp_dir)
+    it is interrupted; progress goes to ``console``. Returns what the journal held at the end."""
+    place = place_of(study)
     info = study_info(study, base)
     check_study(study, base)  # storage folder and memory, before anything is simulated or Ray starts
-    if remote is not None:  # the bucket exists and is reachable; the journal comes down into the mirror
-        _pull_mirror(exp_dir, remote)
+    if place.remote is not None:  # the bucket exists and is reachable; the journal comes down into the mirror
+        _pull_mirror(place.exp_dir, place.remote)
     with console.status("identifiability of each block's data (simulating where not cached)"):
         info.update(study_ceilings(study, base))
     searcher = build_searcher(study, base, info)
-
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
-
-    _check_dir(exp_dir, info, fresh)
-    started = _start_ray(address, console, job_metadata(study.name, where))
+    _check_dir(place.exp_dir, info, fresh)
+    started = _start_ray(address, console, job_metadata(study.name, place.where))
     try:
         preflight(study, _ray_nodes())  # each trial's resources fit the cluster; before any folder is made
-        resume = _prepare_dir(exp_dir, info, fresh, console, remote)
+        resume = _prepare_dir(place.exp_dir, info, fresh, console, place.remote)
         info = json.loads(json.dumps(info))  # as study.json holds it; the journal never reads that file again
-        if resume:  # Tuner.restore unpickles the callbacks with their journal, which then loads its records
-            Journal.mark_resumed(exp_dir, remote)
-        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(study.max_concurrent_trials)
-        # with verbose=0 and the legacy reporter Tune prints no tables; ntune prints the progress
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        # the final report carries a checkpoint, which forces an experiment snapshot: wanted, not a warning
-        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        _tune_environment(study)
         trainable = make_trainable(study)
-        mirror = f" (journal mirrored in {exp_dir})" if remote is not None else ""
-        console.print(f"experiment: {where}{mirror}\nTensorBoard: tensorboard --logdir {where}")
-        console.print("\n".join(console_lines(info)), markup=False)
-        console.print(
-            f"{len(study.block_values)} blocks x {study.n_iter_block} trials, "
-            f"{study.max_concurrent_trials} at a time; journal: {exp_dir / 'memory.md'}, {exp_dir / 'analysis.md'}"
-        )
-        storage: dict[str, Any] = {"storage_path": str(exp_dir.parent)}
-        if remote is not None:  # Tune writes its state and the trial folders there itself
-            storage = {"storage_path": remote.path.rsplit("/", 1)[0], "storage_filesystem": remote.fs}
-        if resume:  # the searcher (packed or not) and the callbacks come back from the experiment state
-            tuner = tune.Tuner.restore(
-                remote.path if remote is not None else str(exp_dir),
-                trainable=trainable,
-                resume_errored=True,
-                storage_filesystem=storage.get("storage_filesystem"),
-            )
-            Journal.resume_dir, Journal.resume_remote = None, None  # applied to the unpickled journal
+        _announce(console, study, info, place)
+        if resume:
+            tuner, journal = _restored_tuner(trainable, place)
         else:
-            journal = Journal(exp_dir, searcher, info=info, remote=remote)
-            callbacks: list[Callback] = [
-                JournalCallback(journal),
-                ConsoleProgress(journal),
-                block_metrics_callback(study.name, lambda: journal.ledger.rows()),
-            ]
-            packed: Any = searcher
-            if study.population_size > 1:  # K configs per Tune trial; each member is its own trial
-                packed = PackingSearcher(searcher, study.population_size)
-                callbacks = [MemberCallbacks(callbacks)]
-            callbacks.append(LiveProgress(journal))
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=ConcurrencyLimiter(packed, max_concurrent=study.max_concurrent_trials),
-                    num_samples=total_budget(info, list(searcher.trees)),
-                    metric="score",
-                    mode="max",
-                    reuse_actors=False,  # Ray names an actor once: one actor per trial keeps its name right
-                    trial_dirname_creator=trial_dirname,
-                ),
-                run_config=tune.RunConfig(
-                    name=study.name,
-                    **storage,
-                    failure_config=tune.FailureConfig(max_failures=study.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    # trial files must reach storage also from reused actors and remote nodes
-                    sync_config=tune.SyncConfig(sync_artifacts=True),
-                    callbacks=callbacks,
-                    verbose=0,
-                ),
-            )
+            tuner, journal = _new_tuner(study, info, searcher, trainable, place)
         tuner.fit()
     finally:
         if started:
             import ray
 
             ray.shutdown()
-    return StudyRun(exp_dir, total_budget(info, list(searcher.trees)), remote)
+    budget = total_budget(info, list(searcher.trees))
+    return StudyRun(place.exp_dir, budget, journal.experiment(), place.remote)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ntune.study.numbers import as_float
 from ntune.study.records import SEARCH_KEY, fmt
 from ntune.study.render import SHORT_NAMES
 from searchers.packing import MEMBERS_KEY
@@ -114,14 +115,6 @@ def final_line(label: str, m: dict[str, Any]) -> str:
     )
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 _GAUGES: dict[str, Any] = {}  # gauge name -> ray.util.metrics.Gauge, made once per process
 
 
@@ -153,8 +146,8 @@ class TrialMetrics:
         self.echo(final_line(self.label, m) if m.get("final") else progress_line(self.label, m))
         values = {**m, "progress": 1.0} if m.get("final") else m
         for name, (description, key) in TRIAL_METRICS.items():
-            value = _finite(values.get(key))
-            if value is not None:
+            value = as_float(values.get(key))
+            if math.isfinite(value):
                 _gauge(name, description, STUDY_TAGS + TRIAL_TAGS).set(value, tags=self.tags)
 
 
@@ -163,8 +156,8 @@ def block_values(row: dict[str, Any]) -> dict[str, float]:
     row = {**row, "progress": row["trials"] / row["budget"] if row.get("budget") else math.nan}
     out = {}
     for name, (_, key) in BLOCK_METRICS.items():
-        value = _finite(row.get(key))
-        if value is not None:
+        value = as_float(row.get(key))
+        if math.isfinite(value):
             out[name] = value
     return out
 

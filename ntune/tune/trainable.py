@@ -8,35 +8,38 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ntune.config import config_from_dict, dump_config
 from ntune.study.config import StudyConfig
+from ntune.study.numbers import as_float
 from ntune.study.records import SEARCH_KEY
 from ntune.tune.observe import TrialMetrics, readable_trainable
 from searchers.objective import classify, score
 from searchers.packing import MEMBERS_KEY, member_id
 
 
-def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Metrics as JSON/Tune-safe scalars (floats, ints, bools, strings)."""
-    out: dict[str, Any] = {}
-    for k, v in metrics.items():
-        if isinstance(v, bool | str | int):
-            out[k] = v
-        else:
-            try:
-                out[k] = float(v)
-            except (TypeError, ValueError):
-                out[k] = str(v)
+def judged(
+    metrics: Mapping[str, Any], weights: Mapping[str, float], thresholds: Mapping[str, float]
+) -> dict[str, Any]:
+    """A trainer's metrics as Tune-safe scalars with the study's ``score`` and ``classification``.
+
+    The one place ntune judges a trial's result: Tune and the journal's record
+    (:func:`ntune.study.records.make_record`) read these two values from the reported result. Ints,
+    bools and strings stay, anything else becomes a float (NaN when it has none); ``classification`` is
+    ``running`` until the result is ``final``.
+    """
+    out = {k: v if isinstance(v, bool | str | int) else as_float(v) for k, v in metrics.items()}
+    out["score"] = score(out, weights)
+    out["classification"] = classify(out, thresholds) if out.get("final") else "running"
     return out
 
 
 def _write_trial_files(trial_dir: Path, cfg: Any, metrics: dict[str, Any], result: Any, data: Any) -> None:
     """config.yaml, metrics.json and (unless diverged) W_scatter.png, embedding.png in the trial folder."""
-    from ntune.learn.train import figures
+    from ntune.learn.evaluate import figures
 
     dump_config(cfg, trial_dir / "config.yaml")
     (trial_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
@@ -68,8 +71,9 @@ def make_trial(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
 
         from ntune.data.load import load_or_simulate
         from ntune.data.simulate import resolve_device
+        from ntune.learn.checkpoint import save_checkpoint
         from ntune.learn.population import train_population
-        from ntune.learn.train import fit, save_checkpoint
+        from ntune.learn.train import fit
 
         torch.set_num_threads(threads)
         if MEMBERS_KEY in config:
@@ -92,15 +96,13 @@ def make_trial(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
         watch = TrialMetrics(study_name, search, tune.get_context().get_trial_id(), _echo)
 
         def full(m: dict[str, Any]) -> dict[str, Any]:
-            m = _plain(m)
-            m["score"] = score(m, weights)
-            m["classification"] = classify(m, thresholds) if m.get("final") else "running"
-            return {**m, **tags}
+            return {**judged(m, weights, thresholds), **tags}
 
         def on_progress(m: dict[str, Any]) -> None:
             if not m.get("final"):
-                tune.report(full(m))
-                watch.update(full(m))
+                result = full(m)
+                tune.report(result)
+                watch.update(result)
 
         data = load_or_simulate(cfg.simulation, cache_dir=cache_dir)
         if resolve_device(cfg.training.device).startswith("cuda"):  # the population trainer's CUDA-graph step
@@ -140,8 +142,8 @@ def _population_trial(
     from ray import tune
 
     from ntune.data.load import load_or_simulate
+    from ntune.learn.checkpoint import save_checkpoint
     from ntune.learn.population import train_population
-    from ntune.learn.train import save_checkpoint
 
     trial_dir = Path(tune.get_context().get_storage().trial_working_directory)
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -153,34 +155,40 @@ def _population_trial(
     watches = [TrialMetrics(study_name, s, member_id(trial_id, k), _echo) for k, s in enumerate(searches)]
 
     def full(k: int, m: dict[str, Any]) -> dict[str, Any]:
-        m = _plain(m)
-        m["score"] = score(m, weights)
-        m["classification"] = classify(m, thresholds) if m.get("final") else "running"
         s = searches[k]
         tags = {"block": str(s.get("block", "")), "node": int(s.get("node", -1))}
-        return {**m, **tags, "strategy": str(s.get("strategy", "")), "trial_dir": str(dirs[k])}
+        tags |= {"strategy": str(s.get("strategy", "")), "trial_dir": str(dirs[k])}
+        return {**judged(m, weights, thresholds), **tags}
 
-    def report(k: int, m: dict[str, Any]) -> None:
-        latest[k] = full(k, m)
-        watches[k].update(latest[k])
+    def report(k: int, result: dict[str, Any]) -> None:
+        """Report member ``k``'s judged ``result`` (from :func:`full`) with the others' latest."""
+        latest[k] = result
+        watches[k].update(result)
         best = max((r["score"] for r in latest if r), default=0.0)
         tune.report({"score": best, MEMBERS_KEY: [dict(r) for r in latest]})
 
     by_data: dict[str, list[int]] = {}
     for k, c in enumerate(cfgs):
         by_data.setdefault(c.simulation_hash(), []).append(k)
+
+    def progress(ids: list[int]) -> Callable[[int, dict[str, Any]], None]:
+        """The progress callback of one group: member ``j`` of the group is member ``ids[j]`` of the trial."""
+
+        def on_progress(j: int, m: dict[str, Any]) -> None:
+            if not m.get("final"):  # the final result is reported once its files are written
+                report(ids[j], full(ids[j], m))
+
+        return on_progress
+
     for ids in by_data.values():
         data = load_or_simulate(cfgs[ids[0]].simulation, cache_dir=cache_dir)
         for d in (dirs[k] for k in ids):
             d.mkdir(parents=True, exist_ok=True)
         results = train_population(
-            [cfgs[k] for k in ids],
-            data,
-            on_progress=lambda j, m, ids=ids: None if m.get("final") else report(ids[j], m),
-            log_dirs=[dirs[k] for k in ids],
+            [cfgs[k] for k in ids], data, on_progress=progress(ids), log_dirs=[dirs[k] for k in ids]
         )
         for k, result in zip(ids, results, strict=True):
             final = full(k, result.metrics)
             _write_trial_files(dirs[k], cfgs[k], final, result, data)
             save_checkpoint(result, dirs[k] / "model.pt")
-            report(k, result.metrics)
+            report(k, final)

@@ -3,7 +3,7 @@
 Layers, lowest first: the shared leaves (``ntune.config``, ``ntune.plots``, ``ntune.console``,
 ``ntune.upstream``) and ``searchers``, then ``ntune.data`` -> ``ntune.learn`` -> ``ntune.study`` ->
 ``ntune.tune`` -> ``ntune.report`` -> ``ntune.cli``. ``python tests/test_layout.py`` prints the import
-levels (longest import chain) of every module.
+levels (longest import chain) of every module; ``--folders`` of every subpackage taken as one unit.
 """
 
 from __future__ import annotations
@@ -116,8 +116,24 @@ def test_every_layer_exists_and_levels_stay_shallow() -> None:
     assert max(levels(graph).values()) <= 13  # 15 import levels before the subpackages
 
 
+def folders(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The import graph with each subpackage of ntune, and searchers, as one unit."""
+
+    def unit(module: str) -> str:
+        parts = module.split(".")
+        if parts[0] == "searchers":
+            return "searchers"
+        return f"ntune.{parts[1]}" if len(parts) > 1 and parts[1] in LAYERS else module
+
+    out: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        out.setdefault(unit(module), set()).update(unit(t) for t in targets if unit(t) != unit(module))
+    return out
+
+
 if __name__ == "__main__":
-    found = levels(imports())
+    graph = imports()
+    found = levels(folders(graph) if "--folders" in sys.argv else graph)
     for module, n in sorted(found.items(), key=lambda kv: (kv[1], kv[0])):
         print(f"{n:3d}  {module}")
-    print(f"{len(found)} modules, {max(found.values())} levels")
+    print(f"{len(found)} units, {max(found.values())} levels")

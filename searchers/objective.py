@@ -5,7 +5,11 @@
 * ``classify``: two thresholded metrics -> converged (both above), partial-W / partial-E (only one
   above; the suffix is read from the metric's NAME: W for connectivity_R2, E for cluster_accuracy,
   else the name itself), failed (both below ``FAIL_LEVEL``), partial otherwise. One (or more than
-  two) thresholded metrics: converged above, failed below ``FAIL_LEVEL``, partial otherwise.
+  two) thresholded metrics: converged above, failed below ``FAIL_LEVEL``, partial otherwise. A run
+  that ran (its status is not a failed one) but did not converge on data that cannot decide W
+  (``metrics["data_limited"]`` true: the network's identifiability ceiling is below the R^2
+  threshold) is ``data-limited`` instead: it says nothing about the config
+  (:mod:`searchers.robustness` does not count it).
 * ``DEFAULT_WEIGHTS`` / ``DEFAULT_THRESHOLDS``: 0.6 connectivity_R2 + 0.4 cluster_accuracy, 0.9 each.
 
 The searcher's trees, the trainer's metrics, the journal records and the study config all use these.
@@ -22,7 +26,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {"connectivity_R2": 0.9, "cluster_accurac
 FAIL_LEVEL = 0.1
 FAILED_STATUSES = ("diverged", "error", "missing", "unknown", "incomplete")
 SUFFIX = {"connectivity_R2": "W", "cluster_accuracy": "E"}
-CLASSES = ("converged", "partial-W", "partial-E", "partial", "failed")
+CLASSES = ("converged", "partial-W", "partial-E", "partial", "failed", "data-limited")
 
 
 def default_weights() -> dict[str, float]:
@@ -71,7 +75,20 @@ def score(metrics: Mapping[str, Any] | None, weights: Mapping[str, float] | None
 
 
 def classify(metrics: Mapping[str, Any] | None, thresholds: Mapping[str, float] | None = None) -> str:
-    """converged / partial-W / partial-E / partial / failed under ``thresholds`` (see the module doc)."""
+    """converged / partial-W / partial-E / partial / failed / data-limited under ``thresholds`` (see
+    the module doc)."""
+    found = _classify(metrics, thresholds)
+    if (
+        found != "converged"
+        and metrics
+        and metrics.get("data_limited") is True
+        and not is_failed(metrics.get("status"))
+    ):
+        return "data-limited"
+    return found
+
+
+def _classify(metrics: Mapping[str, Any] | None, thresholds: Mapping[str, float] | None) -> str:
     if not metrics or is_failed(metrics.get("status")):
         return "failed"
     thresholds = thresholds or DEFAULT_THRESHOLDS

@@ -49,6 +49,7 @@ from searchers.mutation import (
     resolve,
 )
 from searchers.objective import FAILED_STATUSES
+from searchers.robustness import DATA_LIMITED, counted
 from searchers.scouts import replicate, scout
 from searchers.space import Domain, Mutation, mutate_one
 from searchers.tree import Node, Tree
@@ -121,6 +122,8 @@ def record(
     they carry over between blocks.
     """
     space = space or {}
+    if classification == DATA_LIMITED:  # the network could not decide W: nothing learned about the config
+        return
     block.consec_converged = block.consec_converged + 1 if classification == "converged" else 0
     if is_success(tree, node, run_score, classification):
         block.consec_success += 1
@@ -178,13 +181,14 @@ def _retry(c: Context) -> Decision | None:
 
 
 def _robustness_test(c: Context) -> Decision | None:
-    """The best node whose runs all converged runs again until it has ``robustness_repeats`` runs."""
+    """The best node whose counted runs all converged runs again until it has ``robustness_repeats``
+    counted runs (a run on a data-limited network is not counted: :mod:`searchers.robustness`)."""
     testing = [
         n
         for n in c.tree.nodes.values()
         if n.runs
-        and all(r.classification == "converged" for r in n.runs)
-        and len(n.runs) + len(n.pending) < c.robustness_repeats
+        and all(cls == "converged" for cls in counted([r.classification for r in n.runs]))
+        and len(counted([r.classification for r in n.runs])) + len(n.pending) < c.robustness_repeats
     ]
     if testing:
         return Decision("robustness-test", node_id=max(testing, key=lambda n: (n.mean_score, -n.id)).id)

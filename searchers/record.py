@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 SEARCH_KEY = "_search"
+HELD_OUT = "held-out"  # the strategy of a held-out confirmation run (searchers.search)
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,15 @@ class SearchRecord:
     id: int | None = None  # study-wide node id (upstream numbers nodes across the whole study)
     parent_id: int | None = None
     rule: str = ""  # the guided rule behind a mutation, when one applied
+    network: int | None = None  # the network instance's simulation seed, when repeats vary the network
 
     def to_dict(self) -> dict[str, Any]:
-        """The plain dict stored in the config (``rule`` only when set)."""
+        """The plain dict stored in the config (``rule`` and ``network`` only when set)."""
         out = asdict(self)
         if not self.rule:
             del out["rule"]
+        if self.network is None:
+            del out["network"]
         return out
 
     @classmethod

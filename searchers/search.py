@@ -10,6 +10,10 @@
 * suggest / complete / adopt, each suggestion a full nested config (a deep copy of the block's base
   config with the block value, the node's parameters and the run seed at their dotted keys) plus the
   search record under ``config[SEARCH_KEY]``;
+* network instances (``SearchSettings.instance_key``): run ``r`` of a config trains on network ``r``
+  of its block, and once a block's budget is spent its best robust config runs on ``held_out``
+  networks the search never used (strategy ``held-out``; :mod:`searchers.robustness` derives the
+  seeds); the search record carries each run's ``network``;
 * the state as a plain dict (:meth:`TreeSearch.get_state` / :meth:`TreeSearch.set_state`), so that a
   restored search continues exactly.
 
@@ -28,7 +32,8 @@ from typing import Any
 from searchers.dotted import get_dotted, set_dotted
 from searchers.objective import classify, metric_value, score
 from searchers.policy import BlockState, Decision, decide, record
-from searchers.record import SEARCH_KEY, SearchRecord
+from searchers.record import HELD_OUT, SEARCH_KEY, SearchRecord
+from searchers.robustness import held_out_seed, instance_seed
 from searchers.settings import SearchSettings
 from searchers.space import Domain
 from searchers.tree import Tree
@@ -36,7 +41,7 @@ from searchers.tree import Tree
 logger = logging.getLogger(__name__)
 
 FINISHED = "FINISHED"  # what suggest returns once nothing is left to suggest (Tune's Searcher.FINISHED)
-DIAGNOSIS_KEYS = ("status", "zero_band", "connectivity_slope", "cross", "test_R2", "test_pearson")
+DIAGNOSIS_KEYS = ("status", "zero_band", "connectivity_slope", "cross", "test_R2", "test_pearson", "ceiling")
 
 
 class TreeSearch:
@@ -117,13 +122,18 @@ class TreeSearch:
         waits for live trials."""
         budget = self.settings.budget
         open_blocks = [label for label, t in self.trees.items() if t.n_runs + t.n_pending < budget(label)]
-        if not open_blocks:
+        confirming = [label for label in self.trees if self._confirming(label)]
+        if not open_blocks and not confirming:
             return FINISHED
         if self.max_concurrent and len(self.live) >= self.max_concurrent:
             return None
         if self.known(trial_id):
             self.note(trial_id, "duplicate-suggest", None)
             return None
+        for label in confirming:
+            node_id = self.held_out_node(label)
+            if node_id is not None and not self.trees[label].n_pending:
+                return self._held_out(label, node_id, trial_id)
         values = self.settings.block_values
         for label in sorted(
             open_blocks,
@@ -139,6 +149,69 @@ class TreeSearch:
             return None
         logger.warning("UCBTreeSearcher: every block's space is exhausted; finishing early")
         return FINISHED
+
+    # ---- held-out confirmation
+    def held_out_node(self, label: str) -> int | None:
+        """The node the block confirms on held-out networks: the one already confirmed, else its best
+        robust node (highest mean score, then lowest id); None when it has none."""
+        tree = self.trees[label]
+        if tree.held_out.node is not None:
+            return tree.held_out.node
+        robust = [n for n in tree.nodes.values() if n.robust]
+        return max(robust, key=lambda n: (n.mean_score, -n.id)).id if robust else None
+
+    def _confirming(self, label: str) -> bool:
+        """Whether the block may still need a held-out run: its search budget is allocated, held-out
+        networks remain, and it has (or, with runs pending, may still get) a robust node."""
+        s, tree = self.settings, self.trees[label]
+        if not s.held_out or tree.held_out.n >= s.held_out or tree.n_runs + tree.n_pending < s.budget(label):
+            return False
+        return bool(tree.n_pending) or self.held_out_node(label) is not None
+
+    def _held_out(self, label: str, node_id: int, trial_id: str) -> dict[str, Any]:
+        """The next held-out run of the block's confirmed node."""
+        tree = self.trees[label]
+        index, run_seed = tree.held_out.n, self.rng.randrange(2**31)
+        network = held_out_seed(self.settings.seed, label, index, self.settings.base_instance(label))
+        tree.add_held_out(node_id, trial_id, run_seed)
+        self.live[trial_id] = label
+        self.n_suggested += 1
+        node = tree.nodes[node_id]
+        return self._config(
+            label,
+            node.params,
+            run_seed,
+            network,
+            SearchRecord(
+                block=label,
+                block_value=tree.block_value,
+                node=node.id,
+                parent=node.parent,
+                strategy=HELD_OUT,
+                mutation="",
+                run=index,
+                seed=run_seed,
+                id=self.uid(label, node.id),
+                parent_id=self.uid(label, node.parent),
+                network=network,
+            ),
+        )
+
+    def _config(
+        self, label: str, params: Mapping[str, Any], run_seed: int, network: int | None, search: SearchRecord
+    ) -> dict[str, Any]:
+        """The full config of a run: the block's base, its value, ``params``, the seeds, the search record."""
+        s = self.settings
+        config = s.base_of(label)
+        set_dotted(config, s.block_key, self.trees[label].block_value)
+        for key, value in params.items():
+            set_dotted(config, key, value)
+        if s.seed_key:
+            set_dotted(config, s.seed_key, run_seed)
+        if s.instance_key and network is not None:
+            set_dotted(config, s.instance_key, network)
+        config[SEARCH_KEY] = search.to_dict()
+        return config
 
     def _decide(self, label: str) -> Decision | None:
         """The policy's decision for block ``label``; the other blocks, nearest first, are its neighbours."""
@@ -175,29 +248,32 @@ class TreeSearch:
         else:
             node = tree.nodes[decision.node_id]
         run_seed = self.rng.randrange(2**31)
+        network = None
+        if s.instance_key:  # run r of a config trains on network r of its block
+            network = instance_seed(s.seed, label, len(node.runs) + len(node.pending), s.base_instance(label))
         tree.add_pending(node.id, trial_id, run_seed)
         self.live[trial_id] = label
         self.n_suggested += 1
-        config = s.base_of(label)
-        set_dotted(config, s.block_key, tree.block_value)
-        for key, value in node.params.items():
-            set_dotted(config, key, value)
-        if s.seed_key:
-            set_dotted(config, s.seed_key, run_seed)
-        config[SEARCH_KEY] = SearchRecord(
-            block=label,
-            block_value=tree.block_value,
-            node=node.id,
-            parent=node.parent,
-            strategy=decision.strategy,
-            mutation=node.mutation if decision.node_id is None else "",
-            run=tree.n_runs + tree.n_pending,
-            seed=run_seed,
-            id=self.uid(label, node.id),
-            parent_id=self.uid(label, node.parent),
-            rule=decision.rule or "",
-        ).to_dict()
-        return config
+        return self._config(
+            label,
+            node.params,
+            run_seed,
+            network,
+            SearchRecord(
+                block=label,
+                block_value=tree.block_value,
+                node=node.id,
+                parent=node.parent,
+                strategy=decision.strategy,
+                mutation=node.mutation if decision.node_id is None else "",
+                run=tree.n_runs + tree.n_pending,
+                seed=run_seed,
+                id=self.uid(label, node.id),
+                parent_id=self.uid(label, node.parent),
+                rule=decision.rule or "",
+                network=network,
+            ),
+        )
 
     # ---- complete and adopt
     def complete(self, trial_id: str, result: Mapping[str, Any] | None, error: bool = False) -> None:
@@ -214,6 +290,8 @@ class TreeSearch:
             value = (result or {}).get(name)
             if isinstance(value, (int, float, str)) and not isinstance(value, bool):
                 metrics[name] = float(value) if isinstance(value, int) else value
+        if (result or {}).get("data_limited") is True:  # the run's network cannot decide W
+            metrics["data_limited"] = True
         if error:
             metrics["status"] = "error"
         elif result is None:
@@ -224,8 +302,10 @@ class TreeSearch:
         run_score = score(metrics, s.weights)
         classification = classify(metrics, s.thresholds)
         tree = self.trees[label]
+        held_out = trial_id in tree.held_out.pending
         node = tree.complete(trial_id, run_score, metrics, classification)
-        record(tree, self.blocks[label], self.stats, node, run_score, classification, s.space)
+        if not held_out:  # a held-out run confirms; it does not steer the search
+            record(tree, self.blocks[label], self.stats, node, run_score, classification, s.space)
 
     def adopt(
         self, trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any] | None, error: bool = False
@@ -244,6 +324,13 @@ class TreeSearch:
         tree = self.trees[label]
         params = {key: get_dotted(config, key) for key in self.settings.space}
         node = tree.find(params)
+        if search.get("strategy") == HELD_OUT:
+            if node is None or tree.held_out.node not in (None, node.id):
+                return False
+            tree.add_held_out(node.id, trial_id, int(search.get("seed") or 0))
+            self.live[trial_id] = label
+            self.complete(trial_id, result, error)
+            return True
         if node is None:
             parent = search.get("parent")
             parent = parent if parent in tree.nodes else None

@@ -36,6 +36,11 @@ class SearchSettings:
     ``block_overrides`` (block value -> {dotted key: value}) changes the base config of the blocks it
     names, their root included; ``n_scouts`` children of each root fill the slots before it reports
     (``searchers.scouts.scout``). Both maps are kept by block label (:meth:`block_label`).
+
+    ``instance_key`` (a dotted key such as ``"simulation.seed"``, or None) makes run ``r`` of a config
+    train on network ``r`` of its block (:func:`searchers.robustness.instance_seed`): the robustness
+    repeats then vary the network instance, not only the training seed. ``held_out`` networks (0: none;
+    they need ``instance_key``) then confirm each block's robust config once its budget is spent.
     """
 
     def __init__(
@@ -56,6 +61,8 @@ class SearchSettings:
         block_budgets: Mapping[Any, int] | None = None,
         block_overrides: Mapping[Any, Mapping[str, Any]] | None = None,
         n_scouts: int = 0,
+        instance_key: str | None = None,
+        held_out: int = 0,
     ) -> None:
         self.space: dict[str, Domain] = parse_space(space)
         check(
@@ -117,9 +124,24 @@ class SearchSettings:
             seed_key,
         )
         check(_is_int(n_scouts) and n_scouts >= 0, "n_scouts", "an int >= 0", n_scouts)
+        check(
+            instance_key is None or (isinstance(instance_key, str) and bool(instance_key)),
+            "instance_key",
+            "a dotted key or None",
+            instance_key,
+        )
+        check(
+            instance_key is None or instance_key != seed_key,
+            "instance_key",
+            "a key other than seed_key",
+            instance_key,
+        )
+        check(_is_int(held_out) and held_out >= 0, "held_out", "an int >= 0", held_out)
+        check(held_out == 0 or instance_key is not None, "held_out", "0 without an instance_key", held_out)
         self.ucb_c, self.n_iter_block, self.formula = float(ucb_c), n_iter_block, formula
         self.robustness_repeats, self.retry_failed = robustness_repeats, retry_failed
         self.seed, self.seed_key, self.n_scouts = seed, seed_key, n_scouts
+        self.instance_key, self.held_out = instance_key, held_out
         self.block_values: list[Any] = list(values)
         self.block_budgets = self._check_budgets(block_budgets or {})
         self.block_changes = self._check_overrides(block_overrides or {})
@@ -172,6 +194,13 @@ class SearchSettings:
         for key, value in self.block_changes.get(label, {}).items():
             set_dotted(base, key, value)
         return base
+
+    def base_instance(self, label: str) -> int | None:
+        """The block's own network seed (its base config's ``instance_key`` value), None without one."""
+        if self.instance_key is None:
+            return None
+        value = get_dotted(self.base_of(label), self.instance_key)
+        return value if _is_int(value) else None
 
     def roots(self, label: str) -> dict[str, Any]:
         """The root params of block ``label``: ``root_params`` with the block's overrides of searched keys."""

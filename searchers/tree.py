@@ -1,5 +1,10 @@
 """One block's search tree: nodes are distinct configs holding runs; UCB over subtree visits.
 
+A node's mean score and its robustness read its counted runs (:mod:`searchers.robustness`: a run on a
+data-limited network is kept but not counted). The tree also holds the block's held-out confirmation:
+the runs of its chosen robust config on networks the search never used, apart from the search's runs
+(they count for no budget, no UCB and no statistic).
+
 Pure Python (no Ray). Scores and classifications come from :mod:`searchers.objective`.
 """
 
@@ -11,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from searchers.objective import default_weights, metric_value
+from searchers.robustness import DATA_LIMITED, is_robust
 from searchers.space import config_key
 
 FORMULAS = ("ucb", "puct")
@@ -48,9 +54,16 @@ class Node:
     robust: bool = False
 
     @property
+    def counted(self) -> list[Run]:
+        """The runs that count for the config: all but those on a data-limited network (all if none is left)."""
+        valid = [r for r in self.runs if r.classification != DATA_LIMITED]
+        return valid or self.runs
+
+    @property
     def mean_score(self) -> float:
-        """Mean score of this node's own runs (0 before the first result)."""
-        return sum(r.score for r in self.runs) / len(self.runs) if self.runs else 0.0
+        """Mean score of this node's counted runs (0 before the first result)."""
+        runs = self.counted
+        return sum(r.score for r in runs) / len(runs) if runs else 0.0
 
     @property
     def best(self) -> Run | None:
@@ -60,6 +73,20 @@ class Node:
     @property
     def converged(self) -> bool:
         return any(r.classification == "converged" for r in self.runs)
+
+
+@dataclass
+class HeldOut:
+    """The held-out confirmation of a block: the confirmed node, its runs and pending trials."""
+
+    node: int | None = None
+    runs: list[Run] = field(default_factory=list)
+    pending: dict[str, int] = field(default_factory=dict)  # trial_id -> training seed
+
+    @property
+    def n(self) -> int:
+        """Held-out runs done or pending (the index of the next held-out network)."""
+        return len(self.runs) + len(self.pending)
 
 
 class Tree:
@@ -87,6 +114,7 @@ class Tree:
         self.keys: dict[tuple[tuple[str, str], ...], int] = {}
         self.trials: dict[str, int] = {}  # trial_id -> node id, pending and completed
         self.order: list[str] = []  # completed trial ids, in completion order
+        self.held_out = HeldOut()
 
     # ---- building
     def add_node(
@@ -118,15 +146,26 @@ class Tree:
         self.trials[trial_id] = node_id
         self._propagate(node_id, +1)
 
+    def add_held_out(self, node_id: int, trial_id: str, seed: int) -> None:
+        """Register a pending held-out run of ``node_id`` (the block's chosen config; fixed by the first)."""
+        if self.held_out.node not in (None, node_id):
+            raise ValueError(f"tree {self.label!r} confirms node {self.held_out.node}, not {node_id}")
+        self.held_out.node = node_id
+        self.held_out.pending[trial_id] = seed
+        self.trials[trial_id] = node_id
+
     def complete(self, trial_id: str, run_score: float, metrics: dict[str, Any], classification: str) -> Node:
-        """Turn a pending trial into a run; ``KeyError`` if the trial is not pending here."""
+        """Turn a pending trial (a search run or a held-out run) into a run; ``KeyError`` if the trial is
+        not pending here."""
         node = self.nodes[self.trials[trial_id]]
-        seed = node.pending.pop(trial_id)
         status = str(metrics.get("status", "ok"))
+        if trial_id in self.held_out.pending:
+            seed = self.held_out.pending.pop(trial_id)
+            self.held_out.runs.append(Run(trial_id, seed, float(run_score), metrics, classification, status))
+            return node
+        seed = node.pending.pop(trial_id)
         node.runs.append(Run(trial_id, seed, float(run_score), metrics, classification, status))
-        node.robust = len(node.runs) >= self.robustness_repeats and all(
-            r.classification == "converged" for r in node.runs
-        )
+        node.robust = is_robust([r.classification for r in node.runs], self.robustness_repeats)
         self.order.append(trial_id)
         return node
 
@@ -216,6 +255,11 @@ class Tree:
                 }
                 for n in self.nodes.values()
             ],
+            "held_out": {
+                "node": self.held_out.node,
+                "runs": [asdict(r) for r in self.held_out.runs],
+                "pending": dict(self.held_out.pending),
+            },
         }
 
     @classmethod
@@ -239,7 +283,19 @@ class Tree:
             for trial_id, seed in item["pending"].items():
                 tree.add_pending(node.id, trial_id, int(seed))
         tree.order = list(data["order"])
+        held = data.get("held_out") or {}  # absent in a tree saved before held-out confirmation
+        tree.held_out.runs = [Run(**r) for r in held.get("runs", [])]
+        for run in tree.held_out.runs:
+            tree.trials[run.trial_id] = held["node"]
+        for trial_id, seed in (held.get("pending") or {}).items():
+            tree.add_held_out(held["node"], trial_id, int(seed))
+        tree.held_out.node = held.get("node")
         return tree
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle; a tree pickled before held-out confirmation gets an empty one."""
+        state.setdefault("held_out", HeldOut())
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         return f"Tree({self.label!r}, nodes={len(self.nodes)}, runs={self.n_runs}, pending={self.n_pending})"

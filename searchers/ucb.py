@@ -35,6 +35,7 @@ _FLAT_SETTINGS = (
     *("n_iter_block", "formula", "robustness_repeats", "retry_failed", "seed", "seed_key", "n_scouts"),
     *("block_budgets", "block_changes", "root_params"),
 )
+_LATER_SETTINGS: dict[str, Any] = {"instance_key": None, "held_out": 0}
 _FLAT_SEARCH = (
     "trees",
     "blocks",
@@ -71,9 +72,11 @@ class UCBTreeSearcher(Searcher):
         block_budgets: Mapping[Any, int] | None = None,
         block_overrides: Mapping[Any, Mapping[str, Any]] | None = None,
         n_scouts: int = 0,
+        instance_key: str | None = None,
+        held_out: int = 0,
     ) -> None:
         """The search keywords are :class:`searchers.settings.SearchSettings`'s (``block_budgets``,
-        ``block_overrides`` and ``n_scouts`` are described there); a bad value raises ``ValueError``
+        ``block_overrides``, ``n_scouts``, ``instance_key`` and ``held_out`` are described there); a bad value raises ``ValueError``
         naming the argument. ``metric`` / ``mode`` are Tune's (the search always maximises the score)."""
         settings = SearchSettings(
             space=space,
@@ -91,6 +94,8 @@ class UCBTreeSearcher(Searcher):
             block_budgets=block_budgets,
             block_overrides=block_overrides,
             n_scouts=n_scouts,
+            instance_key=instance_key,
+            held_out=held_out,
         )
         check(mode in ("max", "min"), "mode", "one of ('max', 'min')", mode)
         check(isinstance(metric, str) and bool(metric), "metric", "a non-empty str", metric)
@@ -108,6 +113,8 @@ class UCBTreeSearcher(Searcher):
             search.__dict__.update({k: state.pop(k) for k in _FLAT_SEARCH if k in state}, settings=settings)
             state["search"] = search
         self.__dict__.update(state)
+        for name, default in _LATER_SETTINGS.items():  # settings added since the searcher was pickled
+            self.search.settings.__dict__.setdefault(name, default)
 
     # ---- what callers read of the search (the journal, the driver, tests)
     @property

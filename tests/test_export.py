@@ -83,7 +83,10 @@ def test_report(tmp_path: Path) -> None:
     (tmp_path / "trials.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     report_command(tmp_path, console=_console())
     report = (tmp_path / "report.md").read_text()
-    assert "| 2 | 50% | 0.5 | 0.92 | 0.6 | 1e-05 | 0.004 | not robust, 3/3 trials, done |" in report
+    assert (
+        "| 2 | 50% | 0.5 | - | 0.92 | 0.6 | 1 | 0.920 / 0.60 | - | 1e-05 | 0.004 | "
+        "not robust, 3/3 trials, done |" in report
+    )
     assert "![best R2 and cluster accuracy per block](report/landscape.png)" in report
     assert (tmp_path / "report" / "landscape.png").stat().st_size > 1000
     assert f"![tree of {HALF}](trees/{HALF}.png)" in report

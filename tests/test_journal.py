@@ -108,7 +108,10 @@ def test_memory_table_and_files(tmp_path: Path) -> None:
     make_experiment(tmp_path)
     memory = (tmp_path / "memory.md").read_text()
     assert memory == render_memory(read_info(tmp_path), read_trials(tmp_path)[0], {})
-    assert "| 1 | 100% | 1.0 | 0.95 | 0.95 | 1e-05 | 0.001 | robust, 3/3 trials, done |" in memory
+    assert (
+        "| 1 | 100% | 1.0 | - | 0.95 | 0.95 | 2 | 0.930 / 0.92 | stable-robust | 1e-05 | 0.001 | "
+        "robust, 3/3 trials, done |" in memory
+    )
     assert "- lr_W: 2 mutations, 1 improved" in memory
     positions = [memory.index(section) for section in MEMORY_SECTIONS]
     assert positions == sorted(positions) and memory.startswith("# Working Memory")

@@ -120,6 +120,16 @@ def test_shipped_study_settings() -> None:
         ),
         ({"block_set": {1.0: ["training.n_epoch=2"]}}, "block_set.1.0: 'training.n_epoch' is not a field"),
         ({"block_set": {1.0: ["training.n_epochs=-1"]}}, "block_set.1.0: value -1 is not valid"),
+        ({"repeats_vary": "network"}, "repeats_vary"),
+        (
+            {"repeats_vary": "seed", "held_out": 3},
+            "held_out: 3 held-out networks need repeats_vary: instance",
+        ),
+        ({"held_out": -1}, "held_out"),
+        (
+            {"blocks": {"simulation.seed": [1, 2]}},
+            "repeats_vary: instance varies simulation.seed, which this study also uses",
+        ),
     ],
 )
 def test_bad_study_names_the_field(tmp_path: Path, changes: dict[str, Any], needle: str) -> None:
@@ -247,3 +257,23 @@ def test_block_trials_give_one_block_its_own_budget(tmp_path: Path) -> None:
     assert searcher.budget("connectivity_filling_factor=1.0") == 5
     assert searcher.budget("connectivity_filling_factor=0.5") == 3
     assert total_budget({**info, "study": {"n_iter_block": 3}}, list(searcher.trees)) == 8
+    assert total_budget({**info, "study": {"n_iter_block": 3}, "held_out": 2}, list(searcher.trees)) == 12
+
+
+def test_repeats_vary_the_network_by_default(tmp_path: Path) -> None:
+    from ntune.study.info import study_info
+    from ntune.tune.driver import build_searcher
+
+    study, base = study_from_dict(_study(), tmp_path)
+    assert (study.repeats_vary, study.held_out_networks, study.instance_key) == (
+        "instance",
+        3,
+        "simulation.seed",
+    )
+    assert study_info(study, base)["held_out"] == 3
+    searcher = build_searcher(study, base, {})
+    assert (searcher.settings.instance_key, searcher.settings.held_out) == ("simulation.seed", 3)
+    seed_only, base = study_from_dict(_study(repeats_vary="seed"), tmp_path)
+    assert (seed_only.held_out_networks, seed_only.instance_key) == (0, None)
+    assert build_searcher(seed_only, base, {}).settings.held_out == 0
+    assert study_from_dict(_study(held_out=5), tmp_path)[0].held_out_networks == 5

@@ -23,6 +23,7 @@ from study_fakes import SPACE, write_study
 
 from ntune.study.guards import safe_name
 from ntune.study.records import read_trials
+from searchers.robustness import held_out_seed, instance_seed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -272,11 +273,15 @@ def test_cli_bad_study_exits_2(tmp_path: Path) -> None:
 def test_sigkill_loop_loses_nothing_and_turns_nothing_into_a_failure(
     tmp_path: Path, ray_session: None
 ) -> None:
-    """Kill the driver right after 1, 2, then 4 completions, resume each time, then run to the end."""
+    """Kill the driver right after 1, 2, then 4 completions, resume each time, then run to the end.
+
+    Repeats vary the network and each block's robust config is confirmed on one held-out network
+    (thresholds 0: every run converges), so the derived network seeds must survive every restore."""
     import ray
 
     address = ray.get_runtime_context().gcs_address
-    study = _study(tmp_path, "killed")
+    zero = {"connectivity_R2": 0.0, "cluster_accuracy": 0.0}
+    study = _study(tmp_path, "killed", held_out=1, objective={"thresholds": zero})
     exp_dir = tmp_path / "results" / "killed"
     finished: dict[str, dict[str, Any]] = {}
     out = ""
@@ -291,12 +296,21 @@ def test_sigkill_loop_loses_nothing_and_turns_nothing_into_a_failure(
         for trial_id, before in finished.items():
             assert records[trial_id]["status"] == before["status"], (trial_id, out)
             assert records[trial_id]["score"] == before["score"], (trial_id, out)
+            assert records[trial_id]["search"] == before["search"], (trial_id, out)
         finished.update({t: r for t, r in records.items() if t not in finished})
     last = _ntune_run(study, address)
     out += last.communicate(timeout=300)[0]
     assert last.returncode == 0, out
     records, running = read_trials(exp_dir)
-    assert len(records) == 6 and running == {}, out
+    held = [r for r in records if r["search"]["strategy"] == "held-out"]
+    assert len(records) == 6 + 2 and len(held) == 2 and running == {}, out
+    for r in records:  # every run trained on the network its search record names, derived from the study
+        label, network = r["block"], r["search"]["network"]
+        assert r["config"]["simulation"]["seed"] == network
+        if r in held:
+            assert network == held_out_seed(0, label, r["search"]["run"], 42)
+        else:
+            assert network in {instance_seed(0, label, i, 42) for i in range(4)}
     # each trial once in the journal's records; a trial re-run after a kill may add a second line
     assert set(_complete_events(exp_dir)) == {r["trial_id"] for r in records}
     assert max(_complete_events(exp_dir).values()) <= 2

@@ -27,6 +27,7 @@ from rich.text import Text
 
 from ntune.report.export import export, report, report_inputs, status_rows
 from ntune.report.live import WatchView, watch_view
+from ntune.study.confirm import held_out_cell, worst_cell
 from ntune.study.experiment import Experiment, read_experiment
 from ntune.study.records import fmt
 from ntune.study.storage import JOURNAL_DIRS, LIVE_FILE, open_experiment
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 STATUS_COLUMNS = (
     "block",
+    "held-out",
     "done",
     "run",
     "conv",
@@ -43,6 +45,8 @@ STATUS_COLUMNS = (
     "ceiling",
     "R2",
     "cluster",
+    "nets",
+    "worst R2 / cl",
     "robust",
     "L1",
     "lr_W",
@@ -51,13 +55,18 @@ STATUS_COLUMNS = (
 
 
 def status_table(title: str, caption: str, rows: list[dict[str, Any]]) -> Table:
-    """The per-block table of ``ntune status`` (and of ``status --watch``) from :func:`ntune.report.export.status_rows`."""
+    """The per-block table of ``ntune status`` (and of ``status --watch``) from :func:`ntune.report.export.status_rows`.
+
+    Its headline is held-out k/K (the block's best config converged on k of its K held-out networks); nets
+    and worst R2 / cluster are that config's counted repeats and its worst one.
+    """
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption=caption)
     for col in STATUS_COLUMNS:
         table.add_column(col, justify="right", no_wrap=True)
     for r in rows:
         table.add_row(
             str(r["value"]),
+            held_out_cell(r),
             f"{r['trials']}/{r['budget']}",
             str(r["running"]),
             str(r["converged"]),
@@ -65,6 +74,8 @@ def status_table(title: str, caption: str, rows: list[dict[str, Any]]) -> Table:
             fmt(r["ceiling"], 3),
             fmt(r["best_R2"], 3),
             fmt(r["best_cluster"], 3),
+            str(r["networks"] or "-"),
+            worst_cell(r),
             "yes" if r["robust"] else "no",
             fmt(r["L1"], 2),
             fmt(r["lr_W"], 2),

@@ -29,7 +29,8 @@ def run_command(
     fresh: bool = False,
     console: Console | None = None,
 ) -> int:
-    """Run or resume a study; returns 0 when every trial of the budget completed, 130 when interrupted."""
+    """Run or resume a study; returns 0 when every trial it runs completed (each block's budget and the
+    held-out runs of each block with a robust config), 130 when interrupted."""
     console = console or make_console(highlight=False, soft_wrap=True)
     study, base = load_study(study_path, overrides)
     study = relocated(study, name, storage)
@@ -37,12 +38,17 @@ def run_command(
 
 
 def _finish(run: StudyRun, console: Console) -> int:
-    """The per-block table of the ended run; the export (and its upload) when every trial completed."""
+    """The per-block table of the ended run; the export (and its upload) when every trial completed.
+
+    Every trial: each block's budget plus K held-out runs for each block whose search is done and found a
+    robust config (:meth:`ntune.study.ledger.Ledger.expected_trials`; ``run.n_trials`` is the most it
+    could have been).
+    """
     exp = run.experiment
     show_status(exp, console=console, stopped=True)
-    done = len(exp.ledger.records)
-    if done < run.n_trials:
-        console.print(f"stopped after {done}/{run.n_trials} trials; run the same command to resume")
+    done, expected = len(exp.ledger.records), exp.ledger.expected_trials()
+    if done < expected:
+        console.print(f"stopped after {done}/{expected} trials; run the same command to resume")
         return 130
     show_export(export(exp, out=None, fmt="yaml"), console=console)
     if run.remote is not None:

@@ -22,12 +22,14 @@ import numpy as np
 from torch import Tensor
 
 from ntune.config import NtuneConfig
+from ntune.data.identifiability import is_data_limited
 from ntune.data.simulate import SimData
 from ntune.learn import metrics as M
 from ntune.learn.evaluate import diverged_metrics, figures, final_metrics, w_metrics
 from ntune.learn.loss import LOSS_TERMS
 from ntune.learn.metrics import REPORTED_METRICS
 from ntune.learn.model import SignalGNN
+from searchers.objective import DEFAULT_THRESHOLDS
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -69,6 +71,10 @@ class RunLog:
         self.log_at = log_points(n_iterations, config.training.n_log_points)
         self.base = {
             "spectral_radius": float(data.summary.get("spectral_radius", math.nan)),
+            "ceiling": float(
+                data.summary.get("ceiling", math.nan)
+            ),  # of this network (ntune.data.identifiability)
+            "data_limited": is_data_limited(data.summary, DEFAULT_THRESHOLDS["connectivity_R2"]),
             "connectivity_filling_factor": config.simulation.connectivity_filling_factor,
             "n_iterations": n_iterations,
         }

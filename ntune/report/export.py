@@ -19,6 +19,7 @@ from typing import Any
 
 from ntune.config import ConfigError, config_from_dict, dump_config
 from ntune.plots import plot_landscape, plot_tree, save_figure
+from ntune.study.confirm import confirmation_lines
 from ntune.study.experiment import TREE_DIR, Experiment, read_experiment, tree_files
 from ntune.study.guards import safe_name
 from ntune.study.info import memory_section
@@ -44,6 +45,15 @@ SUMMARY_FIELDS = (
     "L1",
     "lr_W",
     "state",
+    "networks",
+    "R2_mean",
+    "R2_cv",
+    "worst_R2",
+    "worst_cluster",
+    "spread",
+    "held_out",
+    "held_out_done",
+    "held_out_total",
 )
 
 
@@ -56,18 +66,32 @@ def load_experiment(
 
 
 def best_records(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """block -> the record of its best trial (best run of the best robust node, else of the best node)."""
+    """block -> the record of its best trial (best run of the node its held-out runs confirm, else of the
+    best robust node, else of the best node)."""
     by_id = {r["trial_id"]: r for r in records}
     return {row["block"]: by_id[row["best_trial"]] for row in rows if row["best_trial"] in by_id}
 
 
 def status_rows(exp: Experiment, *, stopped: bool = False) -> tuple[str, str, list[dict[str, Any]]]:
-    """(title, caption, per-block rows) of ``ntune status``; ``stopped``: its driver has ended, nothing runs."""
-    rows = exp.ledger.rows(stopped=stopped)
-    running = 0 if stopped else len(exp.ledger.running)
+    """(title, caption, per-block rows) of ``ntune status``; ``stopped``: its driver has ended, nothing runs.
+
+    The title counts the search's trials against the blocks' budgets and, once some are due, the held-out
+    runs against those the study runs as it stands (:meth:`ntune.study.ledger.Ledger.expected_held_out`).
+    """
+    ledger = exp.ledger
+    rows = ledger.rows(stopped=stopped)
+    running = 0 if stopped else len(ledger.running)
     total = sum(r["budget"] for r in rows)
-    title = f"{exp.info['study']['name']}: {len(exp.ledger.records)}/{total} trials done, {running} running"
-    caption = f"block = {exp.info['block_key']}; best R2 / cluster over the block's trials"
+    held, due = ledger.n_held_out, ledger.expected_held_out()
+    title = (
+        f"{exp.info['study']['name']}: {len(ledger.records) - held}/{total} trials done, {running} running"
+    )
+    if held or due:
+        title += f", {held}/{max(held, due)} held-out runs"
+    caption = (
+        f"block = {exp.info['block_key']}; held-out k/K: best config converged on k of K held-out networks; "
+        "R2 / cluster: best over the block's trials; nets, worst: the best config's repeats"
+    )
     return title, caption, rows
 
 
@@ -80,14 +104,17 @@ def _write_summary(rows: list[dict[str, Any]], path: Path) -> None:
             writer.writerow({k: r[k] for k in SUMMARY_FIELDS})
 
 
-def _yaml_header(rec: dict[str, Any], robust: bool) -> str:
+def _yaml_header(rec: dict[str, Any], robust: bool, confirmation: list[str]) -> str:
+    """The exported config's comment lines: the run it is, then each repeat of its config, their
+    robustness and the held-out networks (``confirmation``: :func:`ntune.study.confirm.confirmation_lines`)."""
     m = rec["metrics"]
     return (
         f"# ntune export: best config of block {rec['block']} "
         f"(node {rec['search'].get('node')}, trial {rec['trial_id']}, {'robust' if robust else 'not robust'})\n"
         f"# connectivity_R2={fmt(m['connectivity_R2'])} cluster_accuracy={fmt(m['cluster_accuracy'])} "
         f"score={rec['score']:.3f} classification={rec['classification']}\n"
-        "# run it with: ntune train THIS_FILE\n"
+        + "".join(f"# {line}\n" for line in confirmation)
+        + "# run it with: ntune train THIS_FILE\n"
     )
 
 
@@ -142,7 +169,8 @@ def _export_yaml(exp: Experiment, rows: list[dict[str, Any]], folder: Path) -> l
     done: list[tuple[str, str]] = []
     for label, rec in best.items():
         path = folder / f"{safe_name(label)}.yaml"
-        path.write_text(_yaml_header(rec, robust[label]) + dump_config(config_from_dict(rec["config"])))
+        header = _yaml_header(rec, robust[label], confirmation_lines(exp.ledger, label))
+        path.write_text(header + dump_config(config_from_dict(rec["config"])))
         done.append(("wrote", str(path)))
     if not best:
         done.append(("note", "no completed trial yet: nothing to export"))
@@ -204,6 +232,7 @@ def report(exp: Experiment) -> Path:
         lines.append(
             f"Best: node {rec['search'].get('node')}, trial {rec['trial_id']}, score {rec['score']:.3f}\n\n"
         )
+        lines += _robustness_section(exp, label)
         trial = trial_folder(exp_dir, rec["trial_dir"])
         if trial is not None:
             scatter = trial / "W_scatter.png"
@@ -211,6 +240,15 @@ def report(exp: Experiment) -> Path:
     path = exp_dir / "report.md"
     path.write_text("".join(lines))
     return path
+
+
+def _robustness_section(exp: Experiment, label: str) -> list[str]:
+    """A block's robustness in the report: its best config's repeats and held-out networks, a list."""
+    lines = confirmation_lines(exp.ledger, label)
+    if not lines:
+        return []
+    items = [f"  - {line.strip()}\n" if line.startswith(" ") else f"- {line}\n" for line in lines]
+    return ["### Robustness\n\n", *items, "\n"]
 
 
 def _tree_section(exp: Experiment, label: str) -> list[str]:

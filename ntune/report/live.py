@@ -23,9 +23,9 @@ class WatchView:
     title: str
     caption: str
     rows: list[dict[str, Any]]
-    done: int  # trials recorded (completed, failed or errored)
-    total: int  # trials the study's budget holds
-    finished: bool  # every block has recorded its budget: the study has ended
+    done: int  # trials recorded (completed, failed or errored), held-out runs included
+    total: int  # trials the study runs: the search budget plus the held-out runs due so far
+    finished: bool  # every block has recorded its budget and its held-out runs: the study has ended
     running: list[RunningTrial] = field(default_factory=list)  # started, not recorded; with progress
     waiting: list[tuple[str, str]] = field(default_factory=list)  # (trial id, block): started, no result yet
 
@@ -42,7 +42,7 @@ def watch_view(exp_dir: str | Path) -> WatchView:
     board = read_running(exp_dir)
     running = sorted((board[t] for t in started if t in board), key=lambda r: (r.block, r.node, r.trial_id))
     waiting = sorted((t, b) for t, b in started.items() if t not in board)
-    done = sum(int(r["trials"]) for r in rows)
-    total = sum(int(r["budget"]) for r in rows)
-    finished = bool(rows) and all(int(r["trials"]) >= int(r["budget"]) for r in rows)
+    done = len(exp.ledger.records)  # search and held-out runs
+    total = exp.ledger.expected_trials()  # the held-out runs of a block count once it has a robust config
+    finished = bool(rows) and all(int(r["trials"]) >= int(r["budget"]) for r in rows) and done >= total
     return WatchView(title, caption, rows, done, total, finished, running, waiting)

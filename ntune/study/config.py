@@ -33,6 +33,8 @@ from searchers.tree import DEFAULT_UCB_C
 
 CONFIG_SECTIONS = ("simulation", "graph_model", "training", "description", "dataset")
 OBJECTIVE_METRICS = ("connectivity_R2", "cluster_accuracy", "test_R2", "test_pearson")
+INSTANCE_KEY = "simulation.seed"  # what a network instance varies (W, types, initial state)
+DEFAULT_HELD_OUT = 3  # held-out networks per block with repeats_vary: instance
 GPU_POPULATION = 16  # population "auto" on a GPU: 90x / 17x fit's member throughput at N = 100 / 1000 (H100, benchmarks/README.md)
 
 
@@ -125,6 +127,19 @@ class StudyConfig(_Model):
     )
     robustness_repeats: Int = Field(
         3, ge=1, description="Runs (seeds) a converged config needs to be robust (>= 1)."
+    )
+    repeats_vary: Literal["instance", "seed"] = Field(
+        "instance",
+        description="What a config's repeats vary: 'instance' (run r trains on network r of its block: "
+        "network 0 is the base config's simulation.seed, the others new networks derived from the study "
+        "seed, the block and r, each with a new training seed) or 'seed' (the training seed only, one network).",
+    )
+    held_out: Int | None = Field(
+        None,
+        ge=0,
+        description="Networks the search never used on which each block's robust config is confirmed once "
+        "its budget is spent ('held-out k of K'); default 3 with repeats_vary 'instance', 0 with 'seed' "
+        "(which allows no other value).",
     )
     retry_failed: Int = Field(1, ge=0, description="Retries of a config whose only run failed (>= 0).")
     scouts: Int = Field(
@@ -227,6 +242,27 @@ class StudyConfig(_Model):
             raise ValueError(f"population must be an integer >= 1 or 'auto', got {v!r}")
         return v
 
+    @model_validator(mode="after")
+    def _check_held_out(self) -> StudyConfig:
+        if self.repeats_vary == "seed" and self.held_out:
+            raise ValueError(
+                f"held_out: {self.held_out} held-out networks need repeats_vary: instance "
+                "(with repeats_vary: seed every run trains on one network); set held_out: 0"
+            )
+        return self
+
+    @property
+    def held_out_networks(self) -> int:
+        """K: held-out networks per block (``held_out``, else 3 with instances and 0 with seeds)."""
+        if self.held_out is not None:
+            return int(self.held_out)
+        return DEFAULT_HELD_OUT if self.repeats_vary == "instance" else 0
+
+    @property
+    def instance_key(self) -> str | None:
+        """The config key a network instance varies (``simulation.seed``), None when repeats vary the seed."""
+        return INSTANCE_KEY if self.repeats_vary == "instance" else None
+
     @property
     def population_size(self) -> int:
         """K: members per Tune trial (``auto``: 1 on CPU, GPU_POPULATION with a GPU per trial)."""
@@ -321,6 +357,11 @@ def study_from_dict(
     _check_key(base, f"blocks.{study.block_key}", study.block_key, study.block_values)
     if study.block_key in study.space:
         raise ConfigError(f"space.{study.block_key}: the block key cannot also be searched")
+    if study.instance_key in (study.block_key, *study.space):
+        raise ConfigError(
+            f"repeats_vary: instance varies {study.instance_key}, which this study also uses as its "
+            "block key or searches; set repeats_vary: seed"
+        )
     _check_block_set(study, base)
     return study, base
 

@@ -41,7 +41,12 @@ def read_info(exp_dir: str | Path) -> dict[str, Any]:
 
 def study_info(study: Any, base: dict[str, Any]) -> dict[str, Any]:
     """The content of ``study.json``: the validated study (a StudyConfig), its block key and base config."""
-    return {"study": study.model_dump(mode="json"), "block_key": study.block_key, "base": base}
+    return {
+        "study": study.model_dump(mode="json"),
+        "block_key": study.block_key,
+        "base": base,
+        "held_out": study.held_out_networks,  # K held-out networks per block (0: none)
+    }
 
 
 def block_budget(info: Mapping[str, Any], label: str) -> int:
@@ -49,9 +54,15 @@ def block_budget(info: Mapping[str, Any], label: str) -> int:
     return int((info.get("block_budgets") or {}).get(label, info["study"]["n_iter_block"]))
 
 
+def held_out_of(info: Mapping[str, Any]) -> int:
+    """K: the held-out networks each block's robust config is confirmed on (0 in a study made before them)."""
+    return int(info.get("held_out") or 0)
+
+
 def total_budget(info: Mapping[str, Any], labels: list[str]) -> int:
-    """The study's whole budget over the block ``labels``."""
-    return sum(block_budget(info, label) for label in labels)
+    """The study's largest budget over the block ``labels``: each block's search trials plus its K
+    held-out runs (a block without a robust config runs none)."""
+    return sum(block_budget(info, label) + held_out_of(info) for label in labels)
 
 
 def ceiling_of(info: Mapping[str, Any], label: str) -> float:

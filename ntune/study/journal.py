@@ -37,12 +37,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ntune.plots import plot_tree, save_figure
+from ntune.study.entries import entry_of
 from ntune.study.experiment import Experiment, TreeFiles, replay, tree_files
 from ntune.study.guards import safe_name
 from ntune.study.info import read_info
 from ntune.study.ledger import Ledger
 from ntune.study.records import SEARCH_KEY
-from ntune.study.render import format_entry, render_memory_of
+from ntune.study.render import render_memory_of
 
 TREE_EVERY_S = 5.0  # seconds between rewrites of one block's tree files while trials run
 _TRIAL_LINE = re.compile(r"^Trial: (\S+)", re.M)  # the trial id of an analysis.md entry
@@ -169,11 +170,9 @@ class Journal:
                 self._append("analysis.md", self._entry(rec))
 
     def _entry(self, rec: dict[str, Any]) -> str:
-        """The analysis.md entry of a record, its Observation against the parent node's best run."""
-        parent_id = rec["search"].get("parent")
-        block = self.ledger.blocks.get(rec["block"])
-        parent = block.nodes.get(parent_id) if block is not None and parent_id is not None else None
-        return format_entry(rec, parent.best if parent else None, convergence=_convergence(self.info))
+        """The analysis.md entry of a record: its Observation against the parent node's best run, its
+        node's robustness over the repeats so far (:func:`ntune.study.entries.entry_of`)."""
+        return entry_of(self.ledger, rec, convergence=_convergence(self.info))
 
     def _append(self, name: str, text: str) -> None:
         with open(self.exp_dir / name, "a") as f:

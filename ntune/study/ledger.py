@@ -2,6 +2,9 @@
 
 A :class:`Ledger` is fed one record at a time (``add``) and keeps, per block, the nodes (runs, mean
 score, robust?), counters, the best node and, over all blocks, what each parameter's mutations did.
+The nodes and blocks are :mod:`ntune.study.nodes`' dataclasses. Held-out runs (strategy
+``held-out``: the block's robust config confirmed on networks the search never used) are kept apart,
+per block: they are no node's run and count for no search budget, counter or mutation effect.
 Adding a record touches only its node, that node's children and its block's row, so the cost of a
 completion does not grow with the number of trials. A trial recorded again (a resumed study repeats
 the trials that were running when its driver died) replaces its earlier record: the last one counts,
@@ -14,98 +17,25 @@ The batch functions at the end (``group_nodes``, ``block_summary``,
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
-from ntune.study.info import block_budget, block_label, ceiling_of
+from ntune.study.info import block_budget, block_label, ceiling_of, held_out_of
+from ntune.study.nodes import BlockRow, BlockStats, NodeStats, Record, is_held_out
 from searchers.dotted import get_dotted
+from searchers.robustness import DATA_LIMITED, is_robust
 
-Record = dict[str, Any]
-
-
-RECENT = 10  # records per block kept for memory.md's "Iterations This Block"
-
-
-@dataclass
-class NodeStats:
-    """One node of a block as the records show it: its runs and what they add up to."""
-
-    id: int
-    parent: int | None
-    mutation: str
-    params: dict[str, Any]
-    index: int  # order of first appearance in its block (ties of the best node go to the earlier)
-    runs: list[Record] = field(default_factory=list)
-    total: float = 0.0
-    n_converged: int = 0
-    best: Record | None = None
-    robust: bool = False
-    children: list[int] = field(default_factory=list)
-
-    @property
-    def mean_score(self) -> float:
-        """Mean score of the node's runs."""
-        return self.total / len(self.runs) if self.runs else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        """The plain form of ``group_nodes``."""
-        return {
-            "id": self.id,
-            "parent": self.parent,
-            "mutation": self.mutation,
-            "params": self.params,
-            "runs": self.runs,
-            "mean_score": self.mean_score,
-            "n_converged": self.n_converged,
-            "best": self.best,
-            "robust": self.robust,
-        }
-
-
-@dataclass
-class BlockStats:
-    """One block's counters, nodes and best node."""
-
-    label: str
-    value: Any
-    nodes: dict[int, NodeStats] = field(default_factory=dict)
-    trials: int = 0
-    converged: int = 0
-    failed: int = 0
-    best_R2: float = math.nan
-    best_cluster: float = math.nan
-    strategies: dict[str, int] = field(default_factory=dict)
-    last_strategy: str = "none"
-    robust_ids: set[int] = field(default_factory=set)
-    pick: int | None = None
-    orphans: dict[int, list[int]] = field(default_factory=dict)  # parent without a run yet -> children
-    recent: deque[Record] = field(default_factory=lambda: deque(maxlen=RECENT))  # last records
-    first_iter: int = 0
-
-
-@dataclass
-class BlockRow:
-    """One row of the sparsity comparison table (memory.md, ``ntune status``, summary.csv)."""
-
-    block: str
-    value: Any
-    trials: int
-    budget: int
-    running: int
-    converged: int
-    failed: int
-    best_R2: float
-    best_cluster: float
-    best_score: float
-    robust: bool
-    best_node: int | None
-    best_trial: str | None
-    L1: Any
-    lr_W: Any
-    state: str  # done / running / open
-    ceiling: float = math.nan  # the identifiability ceiling of the block's data (NaN: not computed)
+__all__ = [
+    "BlockRow",
+    "BlockStats",
+    "Ledger",
+    "NodeStats",
+    "Record",
+    "block_summary",
+    "group_nodes",
+    "mutation_effects",
+]
 
 
 def _key(node: NodeStats) -> tuple[float, int]:
@@ -177,11 +107,15 @@ class Ledger:
 
     def _apply(self, rec: Record) -> None:
         block = self._block(rec["block"], rec)
-        ok = rec["status"] == "ok"
-        block.trials += 1
         block.first_iter = block.first_iter or int(rec.get("iter", 0))
         block.recent.append(rec)
         self.last_block = block.label
+        if is_held_out(rec):  # kept apart: no node's run, no counter, no mutation effect
+            block.held_out_node = int(rec["search"].get("node", -1))
+            block.held_out.append(rec)
+            return
+        ok = rec["status"] == "ok"
+        block.trials += 1
         block.converged += rec["classification"] == "converged"
         block.failed += not ok
         if ok:
@@ -197,6 +131,7 @@ class Ledger:
             node = NodeStats(
                 node_id, search.get("parent"), search.get("mutation", ""), rec["params"], len(block.nodes)
             )
+            node.uid = search.get("id", node_id)
             block.nodes[node_id] = node
             node.children = block.orphans.pop(node_id, [])
             if node.parent is not None:
@@ -204,11 +139,15 @@ class Ledger:
                 (parent.children if parent else block.orphans.setdefault(node.parent, [])).append(node_id)
         old_mean = node.mean_score if node.runs else -math.inf
         node.runs.append(rec)
-        node.total += rec["score"]
+        if rec["classification"] == DATA_LIMITED:
+            node.total_limited += rec["score"]
+        else:
+            node.total += rec["score"]
+            node.n_counted += 1
         node.n_converged += rec["classification"] == "converged"
         if node.best is None or rec["score"] > node.best["score"]:
             node.best = rec
-        node.robust = len(node.runs) >= self.repeats and node.n_converged == len(node.runs)
+        node.robust = is_robust([r["classification"] for r in node.runs], self.repeats)
         self._repick(block, node, old_mean)
         for child in (node.id, *node.children):
             self._effect(block, block.nodes[child])
@@ -260,14 +199,64 @@ class Ledger:
         block = self.blocks.get(label)
         return {i: n.as_dict() for i, n in block.nodes.items()} if block else {}
 
+    def labels(self) -> list[str]:
+        """The study's block labels, in its order."""
+        return [block_label(self.block_key, v) for v in self.info["study"]["blocks"][self.block_key]]
+
+    def pick(self, label: str) -> NodeStats | None:
+        """The block's best node: the one its held-out runs confirm, else its best robust node (highest
+        mean score, then first seen), else its best node; None before its first search run."""
+        block = self.blocks.get(label)
+        if block is None:
+            return None
+        if block.held_out and block.held_out_node in block.nodes:
+            return block.nodes[block.held_out_node]
+        return block.nodes.get(block.pick) if block.pick is not None else None
+
+    def held_out(self, label: str) -> list[Record]:
+        """The held-out runs of the block's best node (:meth:`pick`), in order."""
+        block, pick = self.blocks.get(label), self.pick(label)
+        if block is None or pick is None:
+            return []
+        return [r for r in block.held_out if int(r["search"].get("node", -1)) == pick.id]
+
+    def search_done(self, label: str) -> bool:
+        """Whether the block's search has recorded its whole budget."""
+        block = self.blocks.get(label)
+        return block is not None and block.trials >= block_budget(self.info, label)
+
+    def expected_held_out(self) -> int:
+        """Held-out runs the study runs as it stands: K for every block whose search is done and that has
+        a robust node (or already a held-out run)."""
+        k = held_out_of(self.info)
+        due = [
+            label
+            for label in self.labels()
+            if self.search_done(label) and (self.blocks[label].robust_ids or self.blocks[label].held_out)
+        ]
+        return k * len(due)
+
+    def expected_trials(self) -> int:
+        """Trials the study runs as it stands: every block's budget plus :meth:`expected_held_out` (a study
+        has finished when it has recorded this many)."""
+        return sum(block_budget(self.info, label) for label in self.labels()) + self.expected_held_out()
+
+    @property
+    def n_held_out(self) -> int:
+        """Held-out runs recorded, over all blocks."""
+        return sum(len(b.held_out) for b in self.blocks.values())
+
     def row(self, label: str, *, stopped: bool = False) -> dict[str, Any]:
         """The block's row of the sparsity comparison table (memory.md, ``ntune status``, summary.csv).
 
-        ``stopped``: the study's driver has ended, so no trial counts as running.
+        ``stopped``: the study's driver has ended, so no trial counts as running. The best node is
+        :meth:`pick`; its robustness and held-out runs fill the robustness fields.
         """
         block = self.blocks[label]
-        pick = block.nodes.get(block.pick) if block.pick is not None else None
+        pick = self.pick(label)
         best = pick.best if pick else None
+        stats = pick.robustness(self.repeats) if pick else None
+        held = self.held_out(label)
         n_run = 0 if stopped else sum(1 for b in self.running.values() if b == label)
         budget = block_budget(self.info, label)  # n_iter_block, or the probe budget of a data-limited block
         state = "done" if block.trials >= budget else ("running" if n_run else "open")
@@ -290,13 +279,21 @@ class Ledger:
                 lr_W=get_dotted(best["config"], "training.learning_rate_W_start") if best else None,
                 state=state,
                 ceiling=ceiling_of(self.info, label),
+                networks=stats.n if stats else 0,
+                R2_mean=stats.R2_mean if stats else math.nan,
+                R2_cv=stats.R2_cv if stats else math.nan,
+                worst_R2=stats.worst_R2 if stats else math.nan,
+                worst_cluster=stats.worst_cluster if stats else math.nan,
+                spread=stats.spread if stats else "",
+                held_out=sum(r["classification"] == "converged" for r in held),
+                held_out_done=len(held),
+                held_out_total=held_out_of(self.info),
             )
         )
 
     def rows(self, *, stopped: bool = False) -> list[dict[str, Any]]:
         """One row per block of the study, in the study's order (``stopped``: see :meth:`row`)."""
-        values = self.info["study"]["blocks"][self.block_key]
-        return [self.row(block_label(self.block_key, v), stopped=stopped) for v in values]
+        return [self.row(label, stopped=stopped) for label in self.labels()]
 
     def effects(self) -> dict[str, dict[str, float]]:
         """parameter -> {n, improved, mean_delta} over all blocks' child-parent node pairs."""

@@ -1,4 +1,5 @@
-"""Pure renderers of the journal files (no Ray, no I/O): analysis.md entries, memory.md, the table.
+"""Pure renderers of the journal files (no Ray, no I/O): memory.md and the sparsity comparison table;
+the analysis.md entries live in :mod:`ntune.study.entries` and are re-exported here.
 
 They read records (see :mod:`ntune.study.records`) and a :class:`~ntune.study.ledger.Ledger`; the
 :class:`~ntune.study.journal.Journal` decides when to write what.
@@ -9,168 +10,36 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ntune.study.info import memory_section
-from ntune.study.ledger import Ledger
-from ntune.study.records import fmt
-from searchers.dotted import get_dotted
-
-
-def diagnosis_words(rec: dict[str, Any]) -> str:
-    """The W scatter plot described in words, from the numeric diagnosis."""
-    if rec["status"] == "error":
-        return f"no scatter: the trial raised ({rec['error'].strip().splitlines()[-1] if rec['error'] else 'error'})"
-    if rec["status"] == "diverged":
-        return "no scatter: training diverged (NaN/inf loss)"
-    if rec["status"] == "incomplete":
-        return "no scatter: the trial stopped before its final report"
-    m = rec["metrics"]
-    r2, slope, band, cross = m["connectivity_R2"], m["connectivity_slope"], m["zero_band"], m["cross"]
-    words = []
-    if r2 > 0.9:
-        words.append(f"tight diagonal (R2 {r2:.3f})")
-    elif r2 > 0.5:
-        words.append(f"diagonal with spread (R2 {r2:.3f})")
-    elif r2 >= 0.1:
-        words.append(f"weak diagonal (R2 {r2:.3f})")
-    else:
-        words.append(f"no structure (R2 {fmt(r2)})")
-    if cross >= 0.5:
-        words.append("cross: learned values form both a diagonal and a zero band")
-    elif band > 0.1:
-        words.append(f"zero band: {band:.0%} of true synapses learned as ~0 (L1 too strong)")
-    if slope < 0.5:
-        words.append(f"shrunk, slope {slope:.2f} (lower L1 or raise lr_W)")
-    elif not math.isnan(slope):
-        words.append(f"slope {slope:.2f}")
-    return "; ".join(words)
-
-
-SHORT_NAMES = (
-    ("lr_W", "training.learning_rate_W_start"),
-    ("lr", "training.learning_rate_start"),
-    ("lr_emb", "training.learning_rate_embedding_start"),
-    ("coeff_W_L1", "training.coeff_W_L1"),
-    ("batch_size", "training.batch_size"),
-    ("data_aug", "training.data_augmentation_loop"),
+from ntune.study.confirm import held_out_cell, held_out_label, held_out_words, robustness_words, worst_cell
+from ntune.study.entries import (
+    SEED_STRATEGY,
+    SHORT_NAMES,
+    diagnosis_words,
+    entry_of,
+    format_entry,
+    node_ids,
+    observation,
+    parent_rule,
 )
-SEED_STRATEGY = {"exploit": "exploit", "explore": "explore", "failure-probe": "boundary"}
+from ntune.study.info import held_out_of, memory_section
+from ntune.study.ledger import Ledger
+from ntune.study.nodes import is_held_out, network_of
+from ntune.study.records import fmt
 
-
-def node_ids(rec: dict[str, Any]) -> tuple[Any, str]:
-    """(node id, parent id or ``root``): study-wide ids when the searcher gave them, else the block's."""
-    s = rec["search"]
-    node = s.get("id", s.get("node", "?"))
-    parent = s.get("parent_id", s.get("parent")) if "id" in s else s.get("parent")
-    return node, "root" if parent is None else str(parent)
-
-
-def _config_line(rec: dict[str, Any], names: tuple[str, ...]) -> str:
-    cfg = rec.get("config") or {}
-    values = [(short, get_dotted(cfg, key)) for short, key in SHORT_NAMES if short in names]
-    return ", ".join(f"{short}={fmt(v)}" for short, v in values if v is not None)
-
-
-def _metric(rec: dict[str, Any], name: str) -> str:
-    return fmt(rec["metrics"].get(name, math.nan))
-
-
-def parent_rule(rec: dict[str, Any]) -> str:
-    """Why this node (and its parent) was chosen, from the search record's strategy."""
-    s = rec["search"]
-    node, parent = node_ids(rec)
-    rule = f" ({s['rule']})" if s.get("rule") else ""
-    strategy = s.get("strategy", "?")
-    if strategy == "root":
-        return "root: the study's base config for this block"
-    if strategy == "robustness-test":
-        return f"robustness-test of node {node}: another seed of a converged config"
-    if strategy == "replicate":
-        return f"replicate of node {node}: another seed of a lengthening still running"
-    if strategy == "scout":
-        return f"scout from node {parent}: the root trained longer, or a Latin-hypercube start"
-    if strategy == "retry":
-        return f"retry of node {node}: its only run failed"
-    if strategy == "failure-probe":
-        return f"failure-probe from node {parent}: push one parameter to an extreme{rule}"
-    if strategy == "explore":
-        return f"explore: highest UCB outside the recent chain, node {parent}{rule}"
-    if strategy == "transfer":
-        return f"transfer: a validated config from a neighbouring block{rule}"
-    return f"highest UCB: node {parent}{rule}"
-
-
-def observation(rec: dict[str, Any], parent: dict[str, Any] | None) -> str:
-    """What the trial shows against its parent's best run (R^2, cluster accuracy) and its scatter."""
-    m = rec["metrics"]
-    r2, cluster = m["connectivity_R2"], m["cluster_accuracy"]
-    if rec["status"] != "ok":
-        head = f"{rec['status']}"
-    elif parent is None:
-        head = f"R2 {fmt(r2, 3)}, cluster {fmt(cluster, 3)}"
-    else:
-        pm = parent["metrics"]
-        head = (
-            f"vs parent: R2 {fmt(pm['connectivity_R2'], 3)} -> {fmt(r2, 3)} "
-            f"({r2 - pm['connectivity_R2']:+.3f}), cluster {fmt(pm['cluster_accuracy'], 3)} -> "
-            f"{fmt(cluster, 3)} ({cluster - pm['cluster_accuracy']:+.3f})"
-        )
-    return f"{head}; {diagnosis_words(rec)} at {rec['block']}"
-
-
-def format_entry(
-    rec: dict[str, Any], parent: dict[str, Any] | None = None, *, convergence: bool = False
-) -> str:
-    """One ``analysis.md`` entry in the seeds' exact line form (``convergence``: the convergence study's).
-
-    ``parent`` is the best record of the parent node (for the Observation line); ``rec["next_parent"]``
-    the node the block's tree would pick next. ntune's own fields follow on extra lines.
-    """
-    s = rec["search"]
-    node, parent_id = node_ids(rec)
-    mutation = s.get("mutation") or ""
-    nxt = rec.get("next_parent")
-    nxt = node if nxt is None else nxt
-    extra = (
-        f"Trial: {rec['trial_id']} {rec['trial_dir']}\n"
-        f"Run: {s.get('run', '?')}, seed {s.get('seed', '?')}, block node {s.get('node', '?')}, "
-        f"score={rec['score']:.3f}, status={rec['status']}\n\n"
-    )
-    if convergence:
-        return (
-            f"## Iter {rec['iter']}: {rec['classification']}\n"
-            f"Node: id={node}, parent={parent_id}\n"
-            f"Config: {_config_line(rec, ('lr_W', 'lr', 'coeff_W_L1'))}\n"
-            f"Metrics: test_R2={_metric(rec, 'test_R2')}, test_pearson={_metric(rec, 'test_pearson')}, "
-            f"connectivity_R2={_metric(rec, 'connectivity_R2')}, final_loss={_metric(rec, 'final_loss')}\n"
-            f"Observation: {observation(rec, parent)}\n"
-            f"Change: {mutation or 'none (root)'}\n"
-            f"Mode/Strategy: {s.get('strategy', '?')}\n"
-            f"Parent rule: {parent_rule(rec)}\n"
-            f"Next: parent={nxt}\n" + extra
-        )
-    strategy = s.get("strategy", "?")
-    mode = "failure-probe" if strategy == "failure-probe" else "success-exploit"
-    value = rec.get("block_value")
-    sparsity = (
-        f"Sparsity: {float(value) * 100:g}% (connectivity_filling_factor={value})"
-        if rec["block"].startswith("connectivity_filling_factor=") and isinstance(value, int | float)
-        else f"Block: {rec['block']}"
-    )
-    return (
-        f"## Iter {rec['iter']}: {rec['classification']}\n"
-        f"Node: id={node}, parent={parent_id}\n"
-        f"Mode/Strategy: {mode}/{SEED_STRATEGY.get(strategy, strategy)}\n"
-        f"{sparsity}\n"
-        f"Config: {_config_line(rec, tuple(n for n, _ in SHORT_NAMES))}\n"
-        f"Metrics: test_R2={_metric(rec, 'test_R2')}, connectivity_R2={_metric(rec, 'connectivity_R2')}, "
-        f"cluster_accuracy={_metric(rec, 'cluster_accuracy')}, final_loss={_metric(rec, 'final_loss')}, "
-        f"time={_metric(rec, 'training_time_min')} min\n"
-        f"Scatter: {diagnosis_words(rec)}\n"
-        f"Mutation: {mutation or 'none (root)'}\n"
-        f"Parent rule: {parent_rule(rec)}\n"
-        f"Observation: {observation(rec, parent)}\n"
-        f"Next: parent={nxt}\n" + extra
-    )
+__all__ = [
+    "MEMORY_SECTIONS",
+    "SEED_STRATEGY",
+    "SHORT_NAMES",
+    "diagnosis_words",
+    "entry_of",
+    "format_entry",
+    "node_ids",
+    "observation",
+    "parent_rule",
+    "render_memory",
+    "render_memory_of",
+    "render_table",
+]
 
 
 def _sparsity(value: Any) -> str:
@@ -183,18 +52,47 @@ def _ceiling_note(row: dict[str, Any]) -> str:
     return "" if ceiling is None or math.isnan(ceiling) else f", ceiling {fmt(ceiling, 3)}"
 
 
+TABLE_COLUMNS = (
+    "Block",
+    "Sparsity",
+    "filling_factor",
+    "held-out",
+    "Best R²",
+    "Best Cluster",
+    "networks",
+    "worst R² / cluster",
+    "spread",
+    "Optimal L1",
+    "Optimal lr_W",
+    "finding",
+)
+
+
 def render_table(rows: list[dict[str, Any]]) -> str:
-    """The seeds' Sparsity Comparison Table in Markdown, ntune's columns (robust, trials, state) in finding."""
+    """The seeds' Sparsity Comparison Table in Markdown, with ntune's columns: held-out k/K first among the
+    results; the best node's counted repeats (networks), its worst repeat and spread class; and robust,
+    trials, state in finding."""
     lines = [
-        "| Block | Sparsity | filling_factor | Best R² | Best Cluster | Optimal L1 | Optimal lr_W | finding |",
-        "| ----- | -------- | -------------- | ------- | ------------ | ---------- | ------------ | ------- |",
+        "| " + " | ".join(TABLE_COLUMNS) + " |",
+        "| " + " | ".join("-" * len(c) for c in TABLE_COLUMNS) + " |",
     ]
     for k, r in enumerate(rows, 1):
-        lines.append(
-            f"| {k} | {_sparsity(r['value'])} | {r['value']} | {fmt(r['best_R2'])} | {fmt(r['best_cluster'])} | "
-            f"{fmt(r['L1'])} | {fmt(r['lr_W'])} | {'robust' if r['robust'] else 'not robust'}, "
-            f"{r['trials']}/{r['budget']} trials, {r['state']}{_ceiling_note(r)} |"
+        cells = (
+            str(k),
+            _sparsity(r["value"]),
+            str(r["value"]),
+            held_out_cell(r),
+            fmt(r["best_R2"]),
+            fmt(r["best_cluster"]),
+            str(r["networks"] or "-"),
+            worst_cell(r),
+            r["spread"] or "-",
+            fmt(r["L1"]),
+            fmt(r["lr_W"]),
+            f"{'robust' if r['robust'] else 'not robust'}, {r['trials']}/{r['budget']} trials, "
+            f"{r['state']}{_ceiling_note(r)}",
         )
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -223,11 +121,49 @@ MEMORY_SECTIONS = (
 
 
 def _block_line(k: int, r: dict[str, Any]) -> str:
+    repeats = f"; {r['networks']} repeats, worst {worst_cell(r)}, {r['spread']}" if r["networks"] else ""
+    held = f"; held-out {held_out_cell(r)}" if r["held_out_total"] or r["held_out_done"] else ""
     return (
         f"- Block {k} ({_sparsity(r['value'])}, {r['block']}): best R2={fmt(r['best_R2'], 3)}, "
         f"cluster={fmt(r['best_cluster'], 3)} at L1={fmt(r['L1'])}, lr_W={fmt(r['lr_W'])}; "
-        f"{'robust' if r['robust'] else 'not robust'}, {r['trials']}/{r['budget']} trials, {r['state']}\n"
+        f"{'robust' if r['robust'] else 'not robust'}, {r['trials']}/{r['budget']} trials, {r['state']}"
+        f"{repeats}{held}\n"
     )
+
+
+def _iteration_line(rec: dict[str, Any], held_out: int) -> str:
+    """One line of memory.md's "Iterations This Block" (a held-out run read as such)."""
+    node, parent = node_ids(rec)
+    m = rec["metrics"]
+    network = network_of(rec)
+    results = (
+        f"{rec['classification']}, R2={fmt(m['connectivity_R2'], 3)}, cluster={fmt(m['cluster_accuracy'], 3)}"
+    )
+    if is_held_out(rec):
+        return f"- Iter {rec['iter']}: {held_out_label(rec, held_out, node)}, {results}, network {network}\n"
+    s = rec["search"]
+    return (
+        f"- Iter {rec['iter']}: node {node} (parent {parent}), {results}, "
+        f"{s.get('strategy', '?')}: {s.get('mutation') or 'root'}"
+        + (f", network {network}" if network is not None else "")
+        + "\n"
+    )
+
+
+def _node_observations(ledger: Ledger, label: str) -> list[str]:
+    """An Observation per node of the block's recent runs (and its best node) with two counted repeats."""
+    block = ledger.blocks[label]
+    pick = ledger.pick(label)
+    ids = dict.fromkeys(int(r["search"].get("node", -1)) for r in block.recent if not is_held_out(r))
+    if pick is not None:
+        ids[pick.id] = None
+    lines = []
+    for node_id in ids:
+        node = block.nodes.get(node_id)
+        stats = node.robustness(ledger.repeats) if node is not None else None
+        if node is not None and stats is not None and stats.n >= 2:
+            lines.append(f"- Observation: {robustness_words(node.uid, stats)}\n")
+    return lines
 
 
 def _established(e: dict[str, float]) -> bool:
@@ -274,9 +210,13 @@ def render_memory_of(ledger: Ledger) -> str:
         out.append("No block has results yet.\n")
         return "".join(out)
     last = block.recent[-1]["iter"] if block.recent else block.first_iter
+    total = held_out_of(ledger.info)
+    held = held_out_words(ledger.held_out(block.label), total)
     out.append(
         f"Sparsity: {_sparsity(row['value'])} ({current})\nIterations: {block.first_iter} to {last} "
-        f"({row['trials']}/{row['budget']} trials)\n\n### Hypothesis\n\n"
+        f"({row['trials']}/{row['budget']} trials)\n"
+        + (f"{held[0].upper()}{held[1:]} (node {row['best_node']})\n" if held else "")
+        + "\n### Hypothesis\n\n"
     )
     done = [r for r in rows if r["block"] != current and r["robust"]]
     optima = ", ".join(f"({fmt(r['L1'])}, {fmt(r['lr_W'])}) at {r['block']}" for r in done)
@@ -286,13 +226,7 @@ def render_memory_of(ledger: Ledger) -> str:
         else "No robust optimum in another block yet: explore around the base config.\n"
     )
     out.append("\n### Iterations This Block\n\n")
-    for rec in block.recent:
-        node, parent = node_ids(rec)
-        out.append(
-            f"- Iter {rec['iter']}: node {node} (parent {parent}), {rec['classification']}, "
-            f"R2={fmt(rec['metrics']['connectivity_R2'], 3)}, cluster={fmt(rec['metrics']['cluster_accuracy'], 3)}, "
-            f"{rec['search'].get('strategy', '?')}: {rec['search'].get('mutation') or 'root'}\n"
-        )
+    out += [_iteration_line(rec, total) for rec in block.recent]
     out.append(
         "\n### Emerging Observations\n\n"
         f"- {current}: {row['state']}, {len(block.nodes)} nodes, {row['converged']} converged runs, "
@@ -300,4 +234,5 @@ def render_memory_of(ledger: Ledger) -> str:
         f"{'robust' if row['robust'] else 'not robust'}), last strategy {block.last_strategy}, strategies "
         f"{', '.join(f'{k} {v}' for k, v in sorted(block.strategies.items())) or 'none'}\n"
     )
+    out += _node_observations(ledger, block.label)
     return "".join(out)

@@ -58,6 +58,8 @@ def build_searcher(study: StudyConfig, base: dict[str, Any], info: dict[str, Any
             block_budgets=probe_budgets(study, info or {}),
             block_overrides=study.block_overrides(),
             n_scouts=study.scouts,
+            instance_key=study.instance_key,
+            held_out=study.held_out_networks,
         )
     except (ValueError, TypeError) as err:
         raise ConfigError(f"search settings (space, blocks, objective): {err}") from None

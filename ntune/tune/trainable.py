@@ -6,6 +6,7 @@ TensorBoard, checkpoint) into its trial folder.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ntune.config import config_from_dict, dump_config
+from ntune.data.identifiability import is_data_limited
 from ntune.study.config import StudyConfig
 from ntune.study.numbers import as_float
 from ntune.study.records import SEARCH_KEY
@@ -22,16 +24,21 @@ from searchers.packing import MEMBERS_KEY, member_id
 
 
 def judged(
-    metrics: Mapping[str, Any], weights: Mapping[str, float], thresholds: Mapping[str, float]
+    metrics: Mapping[str, Any],
+    weights: Mapping[str, float],
+    thresholds: Mapping[str, float],
 ) -> dict[str, Any]:
     """A trainer's metrics as Tune-safe scalars with the study's ``score`` and ``classification``.
 
     The one place ntune judges a trial's result: Tune and the journal's record
     (:func:`ntune.study.records.make_record`) read these two values from the reported result. Ints,
     bools and strings stay, anything else becomes a float (NaN when it has none); ``classification`` is
-    ``running`` until the result is ``final``.
+    ``running`` until the result is ``final``. Where the trial's network has an identifiability ceiling
+    (``ceiling``, :mod:`ntune.data.identifiability`) below the study's R^2 threshold, the result says
+    ``data_limited`` and a run that does not converge is ``data-limited``, not a failure of its config.
     """
     out = {k: v if isinstance(v, bool | str | int) else as_float(v) for k, v in metrics.items()}
+    out["data_limited"] = is_data_limited(out, thresholds.get("connectivity_R2", math.nan))
     out["score"] = score(out, weights)
     out["classification"] = classify(out, thresholds) if out.get("final") else "running"
     return out
@@ -94,6 +101,7 @@ def make_trial(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
             "ray_node_id": ray.get_runtime_context().get_node_id(),  # which cluster node ran the trial
         }
         watch = TrialMetrics(study_name, search, tune.get_context().get_trial_id(), _echo)
+        data = load_or_simulate(cfg.simulation, cache_dir=cache_dir)
 
         def full(m: dict[str, Any]) -> dict[str, Any]:
             return {**judged(m, weights, thresholds), **tags}
@@ -104,7 +112,6 @@ def make_trial(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
                 tune.report(result)
                 watch.update(result)
 
-        data = load_or_simulate(cfg.simulation, cache_dir=cache_dir)
         if resolve_device(cfg.training.device).startswith("cuda"):  # the population trainer's CUDA-graph step
             result = train_population(
                 [cfg], data, on_progress=lambda _, m: on_progress(m), log_dirs=[trial_dir]

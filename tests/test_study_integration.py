@@ -105,7 +105,9 @@ def assert_analysis_rebuilds_the_searchers_trees(exp_dir: Path) -> None:
     assert sorted(parsed) == sorted(state)
     for node, (parent, r2) in state.items():
         assert parsed[node][0] == parent, node
-        assert abs(parsed[node][1] - r2) < 1e-3, (node, parsed[node], r2)
+        # ucb_scores shows the R2 of the node's best-scoring run, analysis.md every run's: the highest of
+        # those is at least that one (runs on different networks need not rank the same by R2 and score)
+        assert parsed[node][1] >= r2 - 1e-3, (node, parsed[node], r2)
 
 
 def test_tiny_study_journal_and_export(tmp_path: Path, ray_session: None) -> None:

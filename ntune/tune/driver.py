@@ -241,8 +241,14 @@ def _announce(console: Console, study: StudyConfig, info: dict[str, Any], place:
     mirror = f" (journal mirrored in {exp_dir})" if place.remote is not None else ""
     console.print(f"experiment: {place.where}{mirror}\nTensorBoard: tensorboard --logdir {place.where}")
     console.print("\n".join(console_lines(info)), markup=False)
+    repeats = (
+        f"robust = {study.robustness_repeats} of {study.robustness_repeats} networks, then {study.held_out_networks} "
+        "held-out networks per block"
+        if study.repeats_vary == "instance"
+        else f"robust = {study.robustness_repeats} of {study.robustness_repeats} training seeds on one network"
+    )
     console.print(
-        f"{len(study.block_values)} blocks x {study.n_iter_block} trials, "
+        f"{len(study.block_values)} blocks x {study.n_iter_block} trials ({repeats}), "
         f"{study.max_concurrent_trials} at a time; journal: {exp_dir / 'memory.md'}, {exp_dir / 'analysis.md'}"
     )
 

@@ -36,7 +36,7 @@ from searchers.record import HELD_OUT, SEARCH_KEY, SearchRecord
 from searchers.robustness import held_out_seed, instance_seed
 from searchers.settings import SearchSettings
 from searchers.space import Domain
-from searchers.tree import Tree
+from searchers.tree import Node, Tree
 
 logger = logging.getLogger(__name__)
 
@@ -174,43 +174,50 @@ class TreeSearch:
         index, run_seed = tree.held_out.n, self.rng.randrange(2**31)
         network = held_out_seed(self.settings.seed, label, index, self.settings.base_instance(label))
         tree.add_held_out(node_id, trial_id, run_seed)
-        self.live[trial_id] = label
-        self.n_suggested += 1
-        node = tree.nodes[node_id]
-        return self._config(
-            label,
-            node.params,
-            run_seed,
-            network,
-            SearchRecord(
-                block=label,
-                block_value=tree.block_value,
-                node=node.id,
-                parent=node.parent,
-                strategy=HELD_OUT,
-                mutation="",
-                run=index,
-                seed=run_seed,
-                id=self.uid(label, node.id),
-                parent_id=self.uid(label, node.parent),
-                network=network,
-            ),
+        return self._suggestion(
+            label, tree.nodes[node_id], trial_id, run_seed, network, strategy=HELD_OUT, mutation="", run=index
         )
 
-    def _config(
-        self, label: str, params: Mapping[str, Any], run_seed: int, network: int | None, search: SearchRecord
+    def _suggestion(
+        self,
+        label: str,
+        node: Node,
+        trial_id: str,
+        run_seed: int,
+        network: int | None,
+        *,
+        strategy: str,
+        mutation: str,
+        run: int,
+        rule: str = "",
     ) -> dict[str, Any]:
-        """The full config of a run: the block's base, its value, ``params``, the seeds, the search record."""
-        s = self.settings
+        """Mark ``trial_id`` live and build its full config: the block's base, its value, the node's
+        parameters, the seeds (training and network) and the search record."""
+        s, tree = self.settings, self.trees[label]
+        self.live[trial_id] = label
+        self.n_suggested += 1
         config = s.base_of(label)
-        set_dotted(config, s.block_key, self.trees[label].block_value)
-        for key, value in params.items():
+        set_dotted(config, s.block_key, tree.block_value)
+        for key, value in node.params.items():
             set_dotted(config, key, value)
         if s.seed_key:
             set_dotted(config, s.seed_key, run_seed)
         if s.instance_key and network is not None:
             set_dotted(config, s.instance_key, network)
-        config[SEARCH_KEY] = search.to_dict()
+        config[SEARCH_KEY] = SearchRecord(
+            block=label,
+            block_value=tree.block_value,
+            node=node.id,
+            parent=node.parent,
+            strategy=strategy,
+            mutation=mutation,
+            run=run,
+            seed=run_seed,
+            id=self.uid(label, node.id),
+            parent_id=self.uid(label, node.parent),
+            rule=rule,
+            network=network,
+        ).to_dict()
         return config
 
     def _decide(self, label: str) -> Decision | None:
@@ -252,27 +259,16 @@ class TreeSearch:
         if s.instance_key:  # run r of a config trains on network r of its block
             network = instance_seed(s.seed, label, len(node.runs) + len(node.pending), s.base_instance(label))
         tree.add_pending(node.id, trial_id, run_seed)
-        self.live[trial_id] = label
-        self.n_suggested += 1
-        return self._config(
+        return self._suggestion(
             label,
-            node.params,
+            node,
+            trial_id,
             run_seed,
             network,
-            SearchRecord(
-                block=label,
-                block_value=tree.block_value,
-                node=node.id,
-                parent=node.parent,
-                strategy=decision.strategy,
-                mutation=node.mutation if decision.node_id is None else "",
-                run=tree.n_runs + tree.n_pending,
-                seed=run_seed,
-                id=self.uid(label, node.id),
-                parent_id=self.uid(label, node.parent),
-                rule=decision.rule or "",
-                network=network,
-            ),
+            strategy=decision.strategy,
+            mutation=node.mutation if decision.node_id is None else "",
+            run=tree.n_runs + tree.n_pending,
+            rule=decision.rule or "",
         )
 
     # ---- complete and adopt

@@ -92,7 +92,8 @@ def parent_rule(rec: dict[str, Any], held_out: int = 0) -> str:
     if strategy == "root":
         return "root: the study's base config for this block"
     if strategy == "robustness-test":
-        return f"robustness-test of node {node}: another seed of a converged config"
+        other = f"network ({s['network']})" if s.get("network") is not None else "seed"
+        return f"robustness-test of node {node}: a converged config on another {other}"
     if strategy == "replicate":
         return f"replicate of node {node}: another seed of a lengthening still running"
     if strategy == "scout":

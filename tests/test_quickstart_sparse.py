@@ -1,4 +1,5 @@
-"""The quickstart study's sparse block (ff 0.1) converges with the study's own settings (about 3 minutes)."""
+"""The quickstart study's sparse block (ff 0.1) converges with the study's own settings, then its robust
+config trains on the held-out networks (about 4 minutes)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,13 @@ def test_quickstart_sparse_block_converges(tmp_path: Path, ray_session: None) ->
     console = Console(record=True, width=200)
     assert run_command(path, console=console) == 0, console.export_text()
     records, _ = read_trials(tmp_path / "results" / study["name"])
-    assert len(records) == study["n_iter_block"]
-    assert any(r["classification"] == "converged" for r in records), [r["metrics"] for r in records]
+    search = [r for r in records if r["search"]["strategy"] != "held-out"]
+    held = [r for r in records if r["search"]["strategy"] == "held-out"]
+    assert len(search) == study["n_iter_block"]
+    assert any(r["classification"] == "converged" for r in search), [r["metrics"] for r in search]
+    # ff 0.1 finds a robust config (2 of 2 networks), which then trains on the 3 held-out networks
+    assert len(held) == study["held_out"] == 3, [r["metrics"] for r in records]
+    assert len({r["search"]["node"] for r in held}) == 1
+    assert len({r["config"]["simulation"]["seed"] for r in records}) >= 2 + 3  # repeats on new networks
     assert "connectivity_filling_factor=0.1: ceiling" in console.export_text()
     assert "DATA-LIMITED" not in console.export_text()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from searchers.record import HELD_OUT
-from searchers.robustness import DATA_LIMITED, Repeat, Robustness, robustness
+from searchers.robustness import Repeat, Robustness, robustness
 
 Record = dict[str, Any]
 
@@ -56,12 +56,6 @@ class NodeStats:
     robust: bool = False
     children: list[int] = field(default_factory=list)
     uid: Any = None  # the study-wide node id, when the searcher gave one
-
-    @property
-    def counted(self) -> list[Record]:
-        """The runs that count for the config: all but those on a data-limited network (all if none is left)."""
-        valid = [r for r in self.runs if r["classification"] != DATA_LIMITED]
-        return valid or self.runs
 
     @property
     def mean_score(self) -> float:

@@ -23,17 +23,19 @@ GOOD = {"connectivity_R2": 0.99, "cluster_accuracy": 0.95}
 BAD = {"connectivity_R2": 0.99, "cluster_accuracy": 0.5}
 
 
+SETTINGS: dict[str, Any] = dict(
+    space=SPACE,
+    base_config=BASE,
+    blocks={"simulation.connectivity_filling_factor": [0.5]},
+    n_iter_block=3,
+    robustness_repeats=2,
+    instance_key="simulation.seed",
+    held_out=3,
+)
+
+
 def _search(**kw: Any) -> TreeSearch:
-    settings = dict(
-        space=SPACE,
-        base_config=BASE,
-        blocks={"simulation.connectivity_filling_factor": [0.5]},
-        n_iter_block=3,
-        robustness_repeats=2,
-        instance_key="simulation.seed",
-        held_out=3,
-    )
-    return TreeSearch(SearchSettings(**{**settings, **kw}))
+    return TreeSearch(SearchSettings(**{**SETTINGS, **kw}))
 
 
 def test_derived_network_seeds_are_fixed_numbers() -> None:
@@ -173,15 +175,7 @@ def test_settings_refuse_held_out_without_instances() -> None:
 
 
 def test_the_ray_searcher_saves_and_restores_held_out(tmp_path: Any) -> None:
-    kw = dict(
-        space=SPACE,
-        base_config=BASE,
-        blocks={"simulation.connectivity_filling_factor": [0.5]},
-        n_iter_block=1,
-        robustness_repeats=1,
-        instance_key="simulation.seed",
-        held_out=2,
-    )
+    kw = {**SETTINGS, "n_iter_block": 1, "robustness_repeats": 1, "held_out": 2}
     searcher = UCBTreeSearcher(**kw)
     searcher.suggest("t0")
     searcher.on_trial_complete("t0", GOOD)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from searchers.mutation import BEST, REPEAT, guided_mutation, subject
 from searchers.objective import classify, score
 from searchers.policy import (
     GAIN_MARGIN,
@@ -239,6 +240,7 @@ def test_no_rule_fires_on_a_converged_or_undiagnosed_parent() -> None:
         "R2-stuck",
         "cluster-low",
         "R2-low",
+        "unstable-types",
     }
     assert {r.name for r in GUIDED_RULES} == names
     tree = _tree()
@@ -342,3 +344,47 @@ def test_statistics_vote_for_the_direction_that_gained() -> None:
     assert stats[LR_W] == [2, 1, 2]
     assert Memory(prior={LR_W: 2}).open_directions(LR_W, 0) == [1, -1]
     assert Memory(prior={LR_W: -1}).open_directions(LR_W, 0) == [-1, 1]
+
+
+UNSTABLE = {"connectivity_R2": 0.999, "cluster_accuracy": 0.8, "zero_band": 0.0, "connectivity_slope": 1.0}
+
+
+def _unstable_tree() -> Tree:
+    """The root converged on its first network and failed on the second with W learned (cluster 0.8)."""
+    tree = _tree()
+    _run(tree, 1, {**GOOD, "zero_band": 0.0, "connectivity_slope": 1.0})
+    _run(tree, 1, UNSTABLE)
+    return tree
+
+
+def test_a_failed_repeat_slows_the_embedding_relative_to_W() -> None:
+    moves = set()
+    for seed in range(8):
+        decision = _decide(_unstable_tree(), seed=seed)
+        assert (decision.strategy, decision.rule) == ("exploit", "unstable-types")
+        old, new = ROOT[decision.key], decision.params[decision.key]
+        factor = new / old if new > old else old / new
+        assert 2.0 <= factor <= 5.0  # FOCUS_RANGE
+        moves.add((decision.key, 1 if new > old else -1))
+    assert moves == {(LR_EMB, -1), (LR_W, +1)}
+
+
+def test_a_failed_repeat_moves_lr_W_once_lower_lr_emb_did_not_gain() -> None:
+    for seed in range(6):
+        tree = _unstable_tree()
+        _child(tree, 1, LR_EMB, 0.3, {"connectivity_R2": 0.999, "cluster_accuracy": 0.8})
+        mutation, rule = guided_mutation(tree, tree.nodes[1], SPACE, THRESHOLDS, random.Random(seed))
+        assert rule == "unstable-types" and mutation.key == LR_W
+        assert mutation.new > ROOT[LR_W]
+
+
+def test_a_failed_repeat_is_read_by_the_W_rules_but_not_by_the_lengthening_ones() -> None:
+    zero_band = _tree()
+    _run(zero_band, 1, {**GOOD, "zero_band": 0.0, "connectivity_slope": 1.0})
+    _run(zero_band, 1, {"connectivity_R2": 0.5, "cluster_accuracy": 0.95, "zero_band": 0.5})
+    assert _decide(zero_band).rule == "zero-band"
+    assert subject(_unstable_tree().nodes[1])[1] == REPEAT
+    assert subject(_unstable_tree().nodes[1])[0].metrics["cluster_accuracy"] == 0.8
+    best_only = {r.name for r in GUIDED_RULES if REPEAT not in r.reads}
+    assert best_only == {"cluster-at-chance", "focus-embedding", "cluster-low"}
+    assert {r.name for r in GUIDED_RULES if BEST not in r.reads} == {"unstable-types"}

@@ -197,8 +197,10 @@ class TrainingConfig(_Section):
         0.1, ge=0, lt=0.9, description="Held-out tail of the trajectory, in [0, 0.9)."
     )
     n_rollout_frames: Int = Field(1000, gt=0, description="Frames of the held-out rollout test (> 0).")
-    cluster_method: Literal["kmeans", "single_linkage"] = Field(
-        "kmeans", description="Embedding clustering for cluster_accuracy."
+    cluster_method: Literal["kmeans", "gmm", "single_linkage"] = Field(
+        "kmeans",
+        description="Embedding clustering for cluster_accuracy: k-means (the seeds' criterion), a Gaussian "
+        "mixture with full covariances (follows elongated groups), or single linkage.",
     )
     n_log_points: Int = Field(
         20, gt=0, description="In-training evaluations (TensorBoard, tune.report) per run."

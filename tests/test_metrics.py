@@ -129,3 +129,38 @@ def test_score() -> None:
     assert M.score({"connectivity_R2": float("nan"), "cluster_accuracy": 1.0}) == pytest.approx(0.4)
     assert M.score({"connectivity_R2": 1.0, "cluster_accuracy": 1.0, "status": "diverged"}) == 0.0
     assert M.score({"connectivity_R2": 0.5}, {"connectivity_R2": 1.0}) == pytest.approx(0.5)
+
+
+def _parallel_lines(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two tight blobs and two parallel lines (length 0.4, 0.06 apart): the embedding of the two c = 2
+    types on the networks where k-means failed (docs/results.md)."""
+    rng = np.random.default_rng(seed)
+    along = np.linspace(-0.2, 0.2, 25)
+    embedding = np.concatenate(
+        [
+            np.array([1.3, 1.7]) + 0.01 * rng.standard_normal((25, 2)),
+            np.array([2.1, 1.95]) + 0.01 * rng.standard_normal((25, 2)),
+            np.stack([along, np.full(25, 0.03)], 1) + 0.002 * rng.standard_normal((25, 2)),
+            np.stack([along, np.full(25, -0.03)], 1) + 0.002 * rng.standard_normal((25, 2)),
+        ]
+    )
+    return embedding, np.repeat(np.arange(4), 25)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_kmeans_cuts_parallel_lines_across_and_the_mixture_follows_them(seed: int) -> None:
+    embedding, types = _parallel_lines(seed)
+    # k-means' optimum cuts both lines in half when the gap is under half their length: 25 + 25 + 2 x 12.5
+    assert M.cluster_accuracy(embedding, types) == pytest.approx(0.75, abs=0.011)
+    assert M.cluster_accuracy(embedding, types, method="gmm") == 1.0
+
+
+def test_the_mixture_finds_no_types_in_noise() -> None:
+    types = np.repeat(np.arange(4), 25)
+    scores = [
+        M.cluster_accuracy(np.random.default_rng(s).standard_normal((100, 2)), types, "gmm") for s in range(5)
+    ]
+    assert 0.2 < np.mean(scores) < 0.45
+    assert M.cluster_accuracy(np.ones((100, 2)), types, method="gmm") == 0.25
+    with pytest.raises(ValueError, match="'kmeans', 'gmm', 'single_linkage'"):
+        M.cluster_accuracy(np.ones((100, 2)), types, method="dbscan")

@@ -148,6 +148,12 @@ class GraphModelConfig(_Section):
         description="'dense': (W*mask) @ lin_edge(u), one GEMM; 'edge': torch_geometric message passing.",
     )
     W_init_std: FiniteFloat = Field(0.01, ge=0, description="W is initialised N(0, W_init_std^2) (>= 0).")
+    lin_edge_eval: Literal["auto", "pieces", "mlp"] = Field(
+        "auto",
+        description="How lin_edge (a ReLU MLP of one scalar) is evaluated: 'pieces' as the piecewise-linear "
+        "function it is (same values and gradients, far less arithmetic), 'mlp' layer by layer, 'auto' "
+        "pieces on CPU from 2 500 inputs per call (N >= 157 at batch 8) and mlp on GPU.",
+    )
 
 
 class TrainingConfig(_Section):

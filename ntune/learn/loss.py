@@ -38,10 +38,9 @@ def loss_terms(model: Any, u: Tensor, y: Tensor, coeffs: tuple[Any, Any, Any], x
         h = model.edge_term(u)  # (..., batch, N)
     pred = model(u, h)  # (..., batch, N)
     prediction = _norm(pred - y)
-    W_L1 = coeff_L1 * _norm(model.W_masked(), 1)
+    W_L1 = coeff_L1 * model.W_L1()
     if _active(coeff_phi_zero):
-        at_zero = torch.cat([torch.zeros_like(model.a[..., :1]), model.a], dim=-1)  # (..., N, 1 + emb)
-        phi_zero = coeff_phi_zero * _norm(model.lin_phi(at_zero))
+        phi_zero = coeff_phi_zero * torch.linalg.vector_norm(model.phi_at_zero(), dim=-1)  # () or (K,)
     return torch.stack([prediction, W_L1, phi_zero, edge_diff], dim=-1)  # (..., 4)
 
 

@@ -20,6 +20,13 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from ntune.config import GraphModelConfig
+from ntune.learn.piecewise import piecewise_forward
+from ntune.learn.synapses import off_diagonal_l1, off_diagonal_sum
+
+LIN_EDGE_EVALS = ("auto", "pieces", "mlp")
+# Below this many inputs the MLP is cheaper than finding its pieces (one thread: 0.7 ms against 0.5 ms at
+# 1 600 inputs, 0.9 against 1.0 at 3 200; benchmarks/README.md).
+PIECES_MIN_ROWS = 2500
 
 
 class MLP(nn.Module):
@@ -94,16 +101,21 @@ class SignalGNN(nn.Module):
         W_init_std: float = 0.01,
         backend: str = "dense",
         edge_index: Tensor | None = None,
+        lin_edge_eval: str = "auto",
     ) -> None:
         super().__init__()
         if backend not in ("dense", "edge"):
             raise ValueError(f"backend {backend!r} is not one of 'dense', 'edge'")
+        if lin_edge_eval not in LIN_EDGE_EVALS:
+            raise ValueError(f"lin_edge_eval {lin_edge_eval!r} is not one of {', '.join(LIN_EDGE_EVALS)}")
         self.n_neurons = n_neurons
         self.backend = backend
+        self.lin_edge_eval = lin_edge_eval
         self.a = nn.Parameter(torch.ones(n_neurons, embedding_dim))  # (N, emb)
         self.W = nn.Parameter(torch.randn(n_neurons, n_neurons) * W_init_std)  # (N, N)
         self.lin_edge = MLP(1, 1, hidden_dim, n_layers)
         self.lin_phi = MLP(1 + embedding_dim, 1, hidden_dim, n_layers)
+        self.complete = edge_index is None  # the mask only removes the diagonal (ntune.learn.synapses)
         if edge_index is None:
             mask = ~torch.eye(n_neurons, dtype=torch.bool)
         else:
@@ -127,6 +139,7 @@ class SignalGNN(nn.Module):
             W_init_std=config.W_init_std,
             backend=config.backend,
             edge_index=edge_index,
+            lin_edge_eval=config.lin_edge_eval,
         )
 
     @staticmethod
@@ -138,13 +151,34 @@ class SignalGNN(nn.Module):
         """The connectivity the model uses: W with the diagonal and absent synapses zeroed."""
         return self.W * self.mask  # (N, N)
 
+    def W_L1(self) -> Tensor:
+        """||W_masked||_1 (a 0-dim tensor); on the complete graph without the (N, N) mask multiply."""
+        if self.complete:
+            return off_diagonal_l1(self.W)
+        return torch.linalg.vector_norm(self.W_masked(), 1)
+
+    def _phi_inputs(self) -> tuple[Tensor, Tensor]:
+        """lin_phi's first layer split by input: the weight of u (hidden,) and the per-neuron part
+        a_i W_a^T + b (N, hidden), computed once per call instead of once per frame."""
+        first = self.lin_phi.net[0]
+        return first.weight[:, 0], torch.addmm(first.bias, self.a, first.weight[:, 1:].T)  # (h,), (N, h)
+
     def phi_term(self, u: Tensor) -> Tensor:
         """Self-dynamics lin_phi([u_i, a_i]) for u (batch, N) -> (batch, N)."""
-        a = self.a.unsqueeze(0).expand(u.shape[0], -1, -1)  # (batch, N, emb)
-        return self.lin_phi(torch.cat([u.unsqueeze(-1), a], dim=-1)).squeeze(-1)  # (batch, N)
+        w_u, c = self._phi_inputs()
+        z = torch.addcmul(c, u.unsqueeze(-1), w_u)  # (batch, N, hidden): the first layer's output
+        return self.lin_phi.net[1:](z).squeeze(-1)  # (batch, N)
+
+    def phi_at_zero(self) -> Tensor:
+        """lin_phi([0, a_i]) (N,): the self-dynamics at rest (the lin_phi-zero loss term)."""
+        return self.lin_phi.net[1:](self._phi_inputs()[1]).squeeze(-1)
 
     def edge_term(self, u: Tensor) -> Tensor:
-        """lin_edge applied elementwise: u (...,) -> (...,)."""
+        """lin_edge applied elementwise: u (...,) -> (...,); piece by piece (:mod:`ntune.learn.piecewise`)
+        when ``lin_edge_eval`` is ``pieces``, or ``auto`` on CPU with ``PIECES_MIN_ROWS`` inputs or more."""
+        auto = self.lin_edge_eval == "auto" and u.device.type == "cpu" and u.numel() >= PIECES_MIN_ROWS
+        if self.lin_edge_eval == "pieces" or auto:
+            return piecewise_forward(self.lin_edge, u)
         return self.lin_edge(u.unsqueeze(-1)).squeeze(-1)
 
     def forward(self, u: Tensor, h: Tensor | None = None) -> Tensor:
@@ -154,7 +188,9 @@ class SignalGNN(nn.Module):
             u = u.unsqueeze(0)  # (1, N)
         if h is None:
             h = self.edge_term(u)  # (batch, N)
-        if self.backend == "dense":
+        if self.backend == "dense" and self.complete:
+            msg = off_diagonal_sum(h, self.W)  # (batch, N)
+        elif self.backend == "dense":
             msg = h @ self.W_masked().T  # (batch, N)
         else:
             src, dst = self.edge_index
@@ -211,6 +247,10 @@ class PopulationGNN(nn.Module):
     def W_masked(self) -> Tensor:
         return self.W * self.mask  # (K, N, N)
 
+    def W_L1(self) -> Tensor:
+        """||W_masked_k||_1 per member, (K,)."""
+        return torch.linalg.vector_norm(self.W_masked(), 1, dim=(-2, -1))
+
     def param_groups(self) -> list[list[Tensor]]:
         """The optimizer's groups, in the order of the learning rates: [W], [a], the MLPs' parameters."""
         return [[self.W], [self.a], [*self.lin_edge.parameters(), *self.lin_phi.parameters()]]
@@ -218,6 +258,11 @@ class PopulationGNN(nn.Module):
     def edge_term(self, u: Tensor) -> Tensor:
         """lin_edge_k applied elementwise: u (K, ...) -> (K, ...)."""
         return self.lin_edge(u.unsqueeze(-1)).squeeze(-1)
+
+    def phi_at_zero(self) -> Tensor:
+        """lin_phi_k([0, a_{k,i}]) (K, N)."""
+        at_zero = torch.cat([torch.zeros_like(self.a[..., :1]), self.a], dim=-1)  # (K, N, 1 + emb)
+        return self.lin_phi(at_zero).squeeze(-1)
 
     def phi_term(self, u: Tensor) -> Tensor:
         """lin_phi_k([u_i, a_{k,i}]) for u (K, batch, N) -> (K, batch, N)."""

@@ -121,7 +121,9 @@ def coefficients(mlp: nn.Module, structure: Pieces) -> tuple[Tensor, Tensor]:
     return A[:, 0], B[:, 0]
 
 
-def piecewise_forward(mlp: nn.Module, x: Tensor, structure: Pieces | None = None, near: float = NEAR) -> Tensor:
+def piecewise_forward(
+    mlp: nn.Module, x: Tensor, structure: Pieces | None = None, near: float = NEAR
+) -> Tensor:
     """``mlp(x[..., None])[..., 0]`` for any-shaped ``x``, computed piece by piece (same value and
     parameter gradients as the MLP, to float tolerance); ``structure`` = :func:`pieces` (mlp) if given."""
     structure = structure if structure is not None else pieces(mlp)

@@ -1,0 +1,66 @@
+r"""The synaptic sum and the L1 of W on the complete graph, with the diagonal handled in O(N).
+
+On the complete graph the mask only removes the diagonal, so the (N, N) multiply ``W * mask`` (and the
+same multiply in the backward pass) is replaced by a correction of the N self-terms:
+
+.. math::
+    m_{b,i} = \sum_{j \ne i} W_{ij} h_{b,j} = (h W^\top)_{b,i} - W_{ii} h_{b,i}, \qquad
+    \|W \odot M\|_1 = \|W\|_1 - \sum_i |W_{ii}|,
+
+and the gradients of the diagonal are zero, as through the mask: the diagonal of W never changes and
+takes no part in the model. Each function below makes one pass over W for its value and one for its
+gradient (the GEMM's output, or ``sign(W)`` scaled in place).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class OffDiagonalSum(torch.autograd.Function):
+    """``h @ (W with a zero diagonal).T`` for h (batch, N), W (N, N) -> (batch, N)."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, W: Tensor) -> Tensor:
+        ctx.save_for_backward(h, W)
+        return torch.addcmul(h @ W.T, h, W.diagonal(), value=-1.0)  # (batch, N)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        h, W = ctx.saved_tensors
+        grad_h = grad_W = None
+        if ctx.needs_input_grad[0]:
+            grad_h = torch.addcmul(grad @ W, grad, W.diagonal(), value=-1.0)  # (batch, N)
+        if ctx.needs_input_grad[1]:
+            grad_W = grad.T @ h  # (N, N)
+            grad_W.diagonal().zero_()
+        return grad_h, grad_W
+
+
+class OffDiagonalL1(torch.autograd.Function):
+    """``sum_{i != j} |W_ij|`` for W (N, N) -> (); its gradient is sign(W) off the diagonal."""
+
+    @staticmethod
+    def forward(ctx: Any, W: Tensor) -> Tensor:
+        ctx.save_for_backward(W)
+        return W.abs().sum() - W.diagonal().abs().sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (W,) = ctx.saved_tensors
+        grad_W = torch.sign(W).mul_(grad)  # (N, N)
+        grad_W.diagonal().zero_()
+        return grad_W
+
+
+def off_diagonal_sum(h: Tensor, W: Tensor) -> Tensor:
+    """m (batch, N) with ``m[b, i] = sum_{j != i} W[i, j] h[b, j]``."""
+    return OffDiagonalSum.apply(h, W)
+
+
+def off_diagonal_l1(W: Tensor) -> Tensor:
+    """``sum_{i != j} |W[i, j]|`` (a 0-dim tensor)."""
+    return OffDiagonalL1.apply(W)

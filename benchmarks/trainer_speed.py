@@ -3,9 +3,13 @@
     .venv/bin/python benchmarks/trainer_speed.py [--sizes 100 300 1000] [--batch 8] [--threads 1] [--device cpu]
 
 One step = the full training loss of ntune.learn.loss.loss_terms (prediction + L1 + lin_phi-zero + edge
-monotonicity), backward, Adam step, on a complete graph of N neurons. Back ends:
+monotonicity), backward, Adam step, on a complete graph of N neurons. Models:
 
-* ``dense``: ``lin_edge(u) @ (W * mask).T`` (ntune's default);
+* ``reference``: :class:`ntune.learn.reference.ReferenceGNN`, every term evaluated directly:
+  ``lin_edge(u) @ (W * mask).T`` with lin_edge and lin_phi layer by layer (the step before the fast one);
+* ``fast``: ntune's default SignalGNN: on CPU lin_edge as its linear pieces (:mod:`ntune.learn.piecewise`,
+  from 2 500 inputs per call), lin_phi's per-neuron first layer once per step, W's diagonal in O(N)
+  (:mod:`ntune.learn.synapses`); the same function and gradients;
 * ``edge``: ntune's torch_geometric back end (lin_edge once per node, W_ij * h_j per edge, scatter-add);
 * ``upstream``: the upstream form, lin_edge evaluated inside ``message`` for every edge and frame
   (``--upstream-max-n`` bounds it: its activations take E * batch * hidden floats per layer).
@@ -20,8 +24,10 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
 
+from ntune.learn.allocator import keep_freed_memory
 from ntune.learn.loss import loss_terms
 from ntune.learn.model import SignalGNN
+from ntune.learn.reference import ReferenceGNN
 
 
 class PerEdgeMLP(MessagePassing):
@@ -56,7 +62,7 @@ def step_time(model: SignalGNN, batch: int, device: torch.device, min_time: floa
     n = model.n_neurons
     u_all = 3.0 * torch.randn(64, n, device=device)  # (frames, N)
     y_all = torch.randn(64, n, device=device)  # (frames, N)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # as ntune.learn.optim
     coeffs = (1e-5, 1.0, 100.0)
 
     def step() -> None:
@@ -91,17 +97,24 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--min-time", type=float, default=3.0, help="seconds of timed steps per cell")
     parser.add_argument("--upstream-max-n", type=int, default=1000)
+    parser.add_argument(
+        "--no-keep-freed-memory", action="store_true", help="leave glibc's allocator thresholds as they are"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.no_keep_freed_memory:
+        keep_freed_memory()  # as fit() does on CPU
     device = torch.device(args.device)
     print(f"device={device} threads={torch.get_num_threads()} batch={args.batch} torch={torch.__version__}")
     print(
-        f"{'N':>6} {'dense ms':>10} {'edge ms':>10} {'upstream ms':>12} {'edge/dense':>11} {'upstream/dense':>15}"
+        f"{'N':>6} {'reference ms':>13} {'fast ms':>9} {'reference/fast':>15} {'edge ms':>9} "
+        f"{'upstream ms':>12} {'upstream/fast':>14}"
     )
     for n in args.sizes:
         torch.manual_seed(0)
         ms = {
-            "dense": 1e3 * step_time(SignalGNN(n).to(device), args.batch, device, args.min_time, 1000),
+            "reference": 1e3 * step_time(ReferenceGNN(n).to(device), args.batch, device, args.min_time, 1000),
+            "fast": 1e3 * step_time(SignalGNN(n).to(device), args.batch, device, args.min_time, 1000),
             "edge": 1e3
             * step_time(SignalGNN(n, backend="edge").to(device), args.batch, device, args.min_time, 200),
         }
@@ -109,8 +122,8 @@ def main() -> None:
             ms["upstream"] = 1e3 * step_time(UpstreamGNN(n).to(device), args.batch, device, args.min_time, 20)
         up = ms.get("upstream", float("nan"))
         print(
-            f"{n:>6} {ms['dense']:>10.3f} {ms['edge']:>10.3f} {up:>12.3f} "
-            f"{ms['edge'] / ms['dense']:>10.1f}x {up / ms['dense']:>14.1f}x",
+            f"{n:>6} {ms['reference']:>13.3f} {ms['fast']:>9.3f} {ms['reference'] / ms['fast']:>14.2f}x "
+            f"{ms['edge']:>9.3f} {up:>12.3f} {up / ms['fast']:>13.1f}x",
             flush=True,
         )
 

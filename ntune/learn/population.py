@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ntune.config import NtuneConfig, TrainingConfig
 from ntune.data.simulate import SimData, resolve_device
+from ntune.learn.allocator import keep_freed_memory
 from ntune.learn.loop import RunLog
 from ntune.learn.loss import LOSS_TERMS, l1_coefficient, loss_terms
 from ntune.learn.model import PopulationGNN, SignalGNN
@@ -157,6 +158,8 @@ def _build_group(configs: list[NtuneConfig], data: SimData) -> _Group:
     """Every member initialised, seeded and scheduled exactly as ``fit`` would, stacked into one group."""
     tc0 = configs[0].training
     dev = torch.device(resolve_device(tc0.device))
+    if dev.type == "cpu":
+        keep_freed_memory()
     n_frames, n_neurons = data.u.shape
     u_train, y_train, xnorm = train_frames(data, tc0, dev)  # (T_train, N) each
     singles = [init_model(c, n_neurons, dev) for c in configs]  # exactly fit's init, reused as templates

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ntune.config import NtuneConfig, TrainingConfig
 from ntune.data.simulate import SimData, resolve_device
+from ntune.learn.allocator import keep_freed_memory
 from ntune.learn.loop import Progress, RunLog
 from ntune.learn.loss import LOSS_TERMS, l1_coefficient, loss_terms, soft_threshold_
 from ntune.learn.model import SignalGNN
@@ -88,6 +89,8 @@ def fit(
     """
     tc = config.training
     dev = torch.device(resolve_device(device or tc.device))
+    if dev.type == "cpu":
+        keep_freed_memory()  # (N, N) buffers are reused between steps instead of mapped anew
     n_frames, n_neurons = data.u.shape
     u_train, y_train, xnorm = train_frames(data, tc, dev)  # (T_train, N) each
     n_train = len(u_train)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -48,13 +49,21 @@ class UpstreamGNN(SignalGNN):
     """SignalGNN whose synaptic sum runs lin_edge on every edge (the upstream Signal_Propagation form)."""
 
     def __init__(self, n_neurons: int) -> None:
-        super().__init__(n_neurons, backend="edge")
+        super().__init__(n_neurons, backend="edge", lin_edge_eval="mlp")
         self.per_edge = PerEdgeMLP(self.lin_edge)
+        self._u = torch.zeros(0)
 
-    def forward(self, u: Tensor, h: Tensor | None = None) -> Tensor:
+    def edge_term(self, u: Tensor) -> Tensor:
+        self._u = u  # the message evaluates lin_edge again on every edge, from u, as upstream does
+        return super().edge_term(u)
+
+    def message(self, h: Tensor) -> Tensor:
+        u = self._u[: h.shape[0]]  # (batch, N): the first half when the monotonicity term doubled u
         src, dst = self.edge_index
-        msg = self.per_edge(u.T, self.edge_index, self.W[dst, src]).T  # (batch, N)
-        return self.phi_term(u) + msg  # (batch, N)
+        return self.per_edge(u.T, self.edge_index, self.W[dst, src]).T  # (batch, N)
+
+    def synapses(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        return self.message(h), self.W_L1()
 
 
 def step_time(model: SignalGNN, batch: int, device: torch.device, min_time: float, max_steps: int) -> float:
@@ -98,32 +107,37 @@ def main() -> None:
     parser.add_argument("--min-time", type=float, default=3.0, help="seconds of timed steps per cell")
     parser.add_argument("--upstream-max-n", type=int, default=1000)
     parser.add_argument(
-        "--no-keep-freed-memory", action="store_true", help="leave glibc's allocator thresholds as they are"
+        "--no-keep-freed-memory",
+        action="store_true",
+        help="time the fast step with glibc's default allocator too",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if not args.no_keep_freed_memory:
-        keep_freed_memory()  # as fit() does on CPU
     device = torch.device(args.device)
     print(f"device={device} threads={torch.get_num_threads()} batch={args.batch} torch={torch.__version__}")
+
+    def timed(make: Callable[[int], SignalGNN], n: int, max_steps: int) -> float:
+        torch.manual_seed(0)
+        return 1e3 * step_time(make(n).to(device), args.batch, device, args.min_time, max_steps)
+
+    # today's step first, with glibc's default allocator; then the allocator as fit() sets it on CPU
+    reference = {n: timed(ReferenceGNN, n, 1000) for n in args.sizes}
+    edge = {n: timed(lambda n: SignalGNN(n, backend="edge"), n, 200) for n in args.sizes}
+    upstream = {n: timed(UpstreamGNN, n, 20) for n in args.sizes if n <= args.upstream_max_n}
+    if not args.no_keep_freed_memory:
+        keep_freed_memory()
+    fast = {n: timed(SignalGNN, n, 1000) for n in args.sizes}
+    allocator = "default allocator" if args.no_keep_freed_memory else "keep_freed_memory"
+    print(f"reference: today's step, default allocator; fast: ntune's step, {allocator}")
     print(
         f"{'N':>6} {'reference ms':>13} {'fast ms':>9} {'reference/fast':>15} {'edge ms':>9} "
         f"{'upstream ms':>12} {'upstream/fast':>14}"
     )
     for n in args.sizes:
-        torch.manual_seed(0)
-        ms = {
-            "reference": 1e3 * step_time(ReferenceGNN(n).to(device), args.batch, device, args.min_time, 1000),
-            "fast": 1e3 * step_time(SignalGNN(n).to(device), args.batch, device, args.min_time, 1000),
-            "edge": 1e3
-            * step_time(SignalGNN(n, backend="edge").to(device), args.batch, device, args.min_time, 200),
-        }
-        if n <= args.upstream_max_n:
-            ms["upstream"] = 1e3 * step_time(UpstreamGNN(n).to(device), args.batch, device, args.min_time, 20)
-        up = ms.get("upstream", float("nan"))
+        up = upstream.get(n, float("nan"))
         print(
-            f"{n:>6} {ms['reference']:>13.3f} {ms['fast']:>9.3f} {ms['reference'] / ms['fast']:>14.2f}x "
-            f"{ms['edge']:>9.3f} {up:>12.3f} {up / ms['fast']:>13.1f}x",
+            f"{n:>6} {reference[n]:>13.3f} {fast[n]:>9.3f} {reference[n] / fast[n]:>14.2f}x "
+            f"{edge[n]:>9.3f} {up:>12.3f} {up / fast[n]:>13.1f}x",
             flush=True,
         )
 

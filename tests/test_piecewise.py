@@ -18,7 +18,7 @@ from ntune.learn.loss import loss_terms
 from ntune.learn.model import MLP, SignalGNN, complete_edge_index
 from ntune.learn.piecewise import coefficients, pieces, piecewise_forward
 from ntune.learn.reference import ReferenceGNN
-from ntune.learn.synapses import off_diagonal_l1, off_diagonal_sum
+from ntune.learn.synapses import off_diagonal_l1, off_diagonal_sum, off_diagonal_synapses
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
@@ -100,12 +100,19 @@ def test_off_diagonal_sum_and_l1_equal_the_masked_forms() -> None:
     mask = 1 - torch.eye(30, dtype=torch.float64)
     assert torch.autograd.gradcheck(off_diagonal_sum, (h, W))
     assert torch.autograd.gradcheck(off_diagonal_l1, (W,))
+    assert torch.autograd.gradcheck(
+        lambda h, W: off_diagonal_synapses(h, W)[0].sum() + 0.7 * off_diagonal_synapses(h, W)[1], (h, W)
+    )
     g = torch.randn(5, 30, dtype=torch.float64, generator=gen)
     fast = torch.autograd.grad((off_diagonal_sum(h, W) * g).sum() + 0.3 * off_diagonal_l1(W), (h, W))
     ref = torch.autograd.grad(((h @ (W * mask).T) * g).sum() + 0.3 * (W * mask).abs().sum(), (h, W))
     for a, b in zip(fast, ref, strict=True):
         assert torch.allclose(a, b, atol=1e-12)
     assert float(fast[1].diagonal().abs().max()) == 0.0
+    msg, l1 = off_diagonal_synapses(h, W)
+    fused = torch.autograd.grad((msg * g).sum() + 0.3 * l1, (h, W))
+    for a, b in zip(fused, ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
 
 
 def _pair(n: int, dtype: torch.dtype = torch.float32) -> tuple[SignalGNN, ReferenceGNN]:

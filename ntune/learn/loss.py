@@ -36,9 +36,9 @@ def loss_terms(model: Any, u: Tensor, y: Tensor, coeffs: tuple[Any, Any, Any], x
         edge_diff = coeff_edge_diff * _norm(torch.relu(h - h_next))
     else:
         h = model.edge_term(u)  # (..., batch, N)
-    pred = model(u, h)  # (..., batch, N)
-    prediction = _norm(pred - y)
-    W_L1 = coeff_L1 * model.W_L1()
+    msg, W_norm = model.synapses(h)  # (..., batch, N), () or (K,)
+    prediction = _norm(model.phi_term(u) + msg - y)
+    W_L1 = coeff_L1 * W_norm
     if _active(coeff_phi_zero):
         phi_zero = coeff_phi_zero * torch.linalg.vector_norm(model.phi_at_zero(), dim=-1)  # () or (K,)
     return torch.stack([prediction, W_L1, phi_zero, edge_diff], dim=-1)  # (..., 4)

@@ -21,7 +21,7 @@ from torch_geometric.nn import MessagePassing
 
 from ntune.config import GraphModelConfig
 from ntune.learn.piecewise import piecewise_forward
-from ntune.learn.synapses import off_diagonal_l1, off_diagonal_sum
+from ntune.learn.synapses import off_diagonal_l1, off_diagonal_sum, off_diagonal_synapses
 
 LIN_EDGE_EVALS = ("auto", "pieces", "mlp")
 # Below this many inputs the MLP is cheaper than finding its pieces (one thread: 0.7 ms against 0.5 ms at
@@ -181,6 +181,22 @@ class SignalGNN(nn.Module):
             return piecewise_forward(self.lin_edge, u)
         return self.lin_edge(u.unsqueeze(-1)).squeeze(-1)
 
+    def message(self, h: Tensor) -> Tensor:
+        """The synaptic sum m_i = sum_j W_ij h_j for h = lin_edge(u) (batch, N) -> (batch, N)."""
+        if self.backend == "dense" and self.complete:
+            return off_diagonal_sum(h, self.W)  # (batch, N)
+        if self.backend == "dense":
+            return h @ self.W_masked().T  # (batch, N)
+        src, dst = self.edge_index
+        W_edge = self.W[dst, src]  # (E,)
+        return self.propagate_W(h.T, self.edge_index, W_edge).T  # (batch, N)
+
+    def synapses(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """(:meth:`message` (h), :meth:`W_L1`) for the loss; on the complete graph in one pass for W's gradient."""
+        if self.backend == "dense" and self.complete:
+            return off_diagonal_synapses(h, self.W)
+        return self.message(h), self.W_L1()
+
     def forward(self, u: Tensor, h: Tensor | None = None) -> Tensor:
         """Predicted du/dt for activity u (batch, N) or (N,); ``h`` = lin_edge(u) when already computed."""
         squeeze = u.dim() == 1
@@ -188,15 +204,7 @@ class SignalGNN(nn.Module):
             u = u.unsqueeze(0)  # (1, N)
         if h is None:
             h = self.edge_term(u)  # (batch, N)
-        if self.backend == "dense" and self.complete:
-            msg = off_diagonal_sum(h, self.W)  # (batch, N)
-        elif self.backend == "dense":
-            msg = h @ self.W_masked().T  # (batch, N)
-        else:
-            src, dst = self.edge_index
-            W_edge = self.W[dst, src]  # (E,)
-            msg = self.propagate_W(h.T, self.edge_index, W_edge).T  # (batch, N)
-        pred = self.phi_term(u) + msg  # (batch, N)
+        pred = self.phi_term(u) + self.message(h)  # (batch, N)
         return pred.squeeze(0) if squeeze else pred
 
 
@@ -269,11 +277,19 @@ class PopulationGNN(nn.Module):
         a = self.a.unsqueeze(1).expand(-1, u.shape[1], -1, -1)  # (K, batch, N, emb)
         return self.lin_phi(torch.cat([u.unsqueeze(-1), a], dim=-1)).squeeze(-1)  # (K, batch, N)
 
+    def message(self, h: Tensor) -> Tensor:
+        """m_{k,i} = sum_j W_{k,ij} h_{k,j}: h (K, batch, N) -> (K, batch, N)."""
+        return torch.bmm(h, self.W_masked().mT)
+
+    def synapses(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """(:meth:`message` (h), :meth:`W_L1`)."""
+        return self.message(h), self.W_L1()
+
     def forward(self, u: Tensor, h: Tensor | None = None) -> Tensor:
         """Predicted du/dt (K, batch, N) for u (K, batch, N); ``h`` = lin_edge(u) when already computed."""
         if h is None:
             h = self.edge_term(u)  # (K, batch, N)
-        return self.phi_term(u) + torch.bmm(h, self.W_masked().mT)  # (K, batch, N)
+        return self.phi_term(u) + self.message(h)  # (K, batch, N)
 
     @torch.no_grad()
     def member(self, k: int, template: SignalGNN) -> SignalGNN:

@@ -31,11 +31,8 @@ class ReferenceGNN(SignalGNN):
     def edge_term(self, u: Tensor) -> Tensor:
         return self.lin_edge(u.unsqueeze(-1)).squeeze(-1)
 
-    def forward(self, u: Tensor, h: Tensor | None = None) -> Tensor:
-        squeeze = u.dim() == 1
-        if squeeze:
-            u = u.unsqueeze(0)  # (1, N)
-        if h is None:
-            h = self.edge_term(u)  # (batch, N)
-        pred = self.phi_term(u) + h @ self.W_masked().T  # (batch, N)
-        return pred.squeeze(0) if squeeze else pred
+    def message(self, h: Tensor) -> Tensor:
+        return h @ self.W_masked().T  # (batch, N)
+
+    def synapses(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        return self.message(h), self.W_L1()

@@ -56,6 +56,33 @@ class OffDiagonalL1(torch.autograd.Function):
         return grad_W
 
 
+class OffDiagonalSynapses(torch.autograd.Function):
+    """Both at once, ``(h @ W_off.T, ||W_off||_1)``: W's gradient is built in one buffer,
+    ``sign(W) g_L1`` with ``g_msg.T @ h`` added by the GEMM itself."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, W: Tensor) -> tuple[Tensor, Tensor]:
+        ctx.save_for_backward(h, W)
+        msg = torch.addcmul(h @ W.T, h, W.diagonal(), value=-1.0)  # (batch, N)
+        return msg, W.abs().sum() - W.diagonal().abs().sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad_msg: Tensor, grad_l1: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        h, W = ctx.saved_tensors
+        grad_h = grad_W = None
+        if ctx.needs_input_grad[0]:
+            grad_h = torch.addcmul(grad_msg @ W, grad_msg, W.diagonal(), value=-1.0)  # (batch, N)
+        if ctx.needs_input_grad[1]:
+            grad_W = torch.sign(W).mul_(grad_l1).addmm_(grad_msg.T, h)  # (N, N)
+            grad_W.diagonal().zero_()
+        return grad_h, grad_W
+
+
+def off_diagonal_synapses(h: Tensor, W: Tensor) -> tuple[Tensor, Tensor]:
+    """(m, l1): ``m[b, i] = sum_{j != i} W[i, j] h[b, j]`` (batch, N) and ``sum_{i != j} |W[i, j]|``."""
+    return OffDiagonalSynapses.apply(h, W)
+
+
 def off_diagonal_sum(h: Tensor, W: Tensor) -> Tensor:
     """m (batch, N) with ``m[b, i] = sum_{j != i} W[i, j] h[b, j]``."""
     return OffDiagonalSum.apply(h, W)

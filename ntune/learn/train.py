@@ -66,11 +66,13 @@ def iteration_counts(n_frames: int, tc: TrainingConfig) -> tuple[int, int]:
     return n_iter_epoch, tc.n_epochs * n_iter_epoch
 
 
-def init_model(config: NtuneConfig, n_neurons: int, dev: torch.device) -> SignalGNN:
+def init_model(
+    config: NtuneConfig, n_neurons: int, dev: torch.device, model_class: type[SignalGNN] = SignalGNN
+) -> SignalGNN:
     """The SignalGNN of ``config`` initialised from ``training.seed`` alone (the global RNG is left as it was)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.training.seed)
-        model = SignalGNN.from_config(config.graph_model, n_neurons)
+        model = model_class.from_config(config.graph_model, n_neurons)
     return model.to(dev)
 
 
@@ -81,8 +83,12 @@ def fit(
     on_progress: Progress | None = None,
     log_dir: str | Path | None = None,
     device: str | None = None,
+    model_class: type[SignalGNN] = SignalGNN,
 ) -> TrainResult:
     """Train a SignalGNN on ``data``; never raises on divergence (status "diverged" instead).
+
+    ``model_class`` :class:`ntune.learn.reference.ReferenceGNN` trains with the reference step (the same
+    function evaluated directly; ``benchmarks/fast_step_results.py`` compares the trained results).
 
     ``on_progress(metrics)`` is called about ``training.n_log_points`` times and once at the end, each time
     with every key of ``ntune.learn.metrics.REPORTED_METRICS``. TensorBoard events go to ``log_dir`` when given.
@@ -94,7 +100,7 @@ def fit(
     n_frames, n_neurons = data.u.shape
     u_train, y_train, xnorm = train_frames(data, tc, dev)  # (T_train, N) each
     n_train = len(u_train)
-    model = init_model(config, n_neurons, dev)
+    model = init_model(config, n_neurons, dev, model_class)
     optimizer = make_optimizer(model, tc)
     n_iter_epoch, n_iterations = iteration_counts(n_frames, tc)
     scheduler = make_scheduler(optimizer, tc, n_iterations)

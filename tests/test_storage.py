@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -131,7 +132,8 @@ def test_restored_journal_moves_to_the_new_mirror_and_syncs(tmp_path: Path) -> N
         journal = pickle.loads(state)
     assert handover.journal is journal
     assert journal.exp_dir == new and len(journal.ledger.records) == 3
-    assert (new / "trials.jsonl").read_text().splitlines()[-1] == '{"event": "resume"}'
+    last = json.loads((new / "trials.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "resume" and set(last) == {"event", "time"}  # stamped (ntune.study.clock)
     journal.sync()
     journal.sync(every_s=60.0)  # within the interval: no second push
     assert pushes.folders == [new] and not old.exists()

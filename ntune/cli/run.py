@@ -48,7 +48,9 @@ def _finish(run: StudyRun, console: Console) -> int:
     show_status(exp, console=console, stopped=True)
     done, expected = len(exp.ledger.records), exp.ledger.expected_trials()
     if done < expected:
-        console.print(f"stopped after {done}/{expected} trials; run the same command to resume")
+        why = "the time budget is spent" if run.budget_spent else "stopped"
+        again = "raise time_budget_h and run again" if run.budget_spent else "run the same command"
+        console.print(f"{why} after {done}/{expected} trials; {again} to resume")
         return 130
     show_export(export(exp, out=None, fmt="yaml"), console=console)
     if run.remote is not None:

@@ -141,6 +141,12 @@ class StudyConfig(_Model):
         "its budget is spent ('held-out k of K'); default 3 with repeats_vary 'instance', 0 with 'seed' "
         "(which allows no other value).",
     )
+    time_budget_h: FiniteFloat | None = Field(
+        None,
+        gt=0,
+        description="Hours of wall time the study may run, summed over its sessions (> 0; none: until its "
+        "trials are done). When it is spent the run stops as on Ctrl-C; raise it and run again to go on.",
+    )
     retry_failed: Int = Field(1, ge=0, description="Retries of a config whose only run failed (>= 0).")
     scouts: Int = Field(
         2,

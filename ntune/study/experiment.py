@@ -81,9 +81,9 @@ def replay(ledger: Ledger, text: str) -> Ledger:
     for event in events(text):
         kind = event.get("event")
         if kind == "resume":
-            ledger.resume()
+            ledger.resume(event.get("time"))
         elif kind == "start":
-            ledger.start(event["trial_id"], event.get("block") or "")
+            ledger.start(event["trial_id"], event.get("block") or "", event.get("time"))
         elif kind == "complete":
             ledger.add(event)
     return ledger

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ntune.plots import plot_tree, save_figure
+from ntune.study.clock import stamp
 from ntune.study.entries import entry_of
 from ntune.study.experiment import Experiment, TreeFiles, replay, tree_files
 from ntune.study.guards import safe_name
@@ -181,16 +182,18 @@ class Journal:
     # ---- events
     def start(self, trial_id: str, config: dict[str, Any]) -> None:
         """Record that a trial started (so status can count running trials)."""
-        block = (config.get(SEARCH_KEY) or {}).get("block")
+        block, now = (config.get(SEARCH_KEY) or {}).get("block"), stamp()
         self._append(
-            "trials.jsonl", json.dumps({"event": "start", "trial_id": trial_id, "block": block}) + "\n"
+            "trials.jsonl",
+            json.dumps({"event": "start", "trial_id": trial_id, "block": block, "time": now}) + "\n",
         )
-        self.ledger.start(trial_id, block or "")
+        self.ledger.start(trial_id, block or "", now)
 
     def resumed(self) -> None:
         """Mark a resume: trials started before it and not started again were lost with the driver."""
-        self._append("trials.jsonl", json.dumps({"event": "resume"}) + "\n")
-        self.ledger.resume()
+        now = stamp()
+        self._append("trials.jsonl", json.dumps({"event": "resume", "time": now}) + "\n")
+        self.ledger.resume(now)
 
     def complete(self, rec: dict[str, Any]) -> dict[str, Any]:
         """Add one completed trial: trials.jsonl, analysis.md (first completion only), memory.md, trees.

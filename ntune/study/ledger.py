@@ -16,11 +16,13 @@ The batch functions at the end (``group_nodes``, ``block_summary``,
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
+from ntune.study.clock import Projection, project
 from ntune.study.info import block_budget, block_label, ceiling_of, held_out_of
 from ntune.study.nodes import BlockRow, BlockStats, NodeStats, Record, is_held_out
 from searchers.dotted import get_dotted
@@ -58,6 +60,7 @@ class Ledger:
         self.records: dict[str, Record] = {}
         self.running: dict[str, str] = {}
         self.last_block: str | None = None
+        self.timeline: list[dict[str, Any]] = []  # {"event", "time"} of each event (ntune.study.clock)
         self._reset()
 
     def _reset(self) -> None:
@@ -69,18 +72,34 @@ class Ledger:
         self._contrib: dict[tuple[str, int], tuple[str, float]] = {}
 
     # ---- feeding
-    def start(self, trial_id: str, block: str) -> None:
-        """A trial started (it counts as running until it completes)."""
+    def start(self, trial_id: str, block: str, time: str | None = None) -> None:
+        """A trial started (it counts as running until it completes) at ``time`` (the journal's stamp)."""
+        self.timeline.append({"event": "start", "time": time})
         if trial_id not in self.records:
             self.running[trial_id] = block
 
-    def resume(self) -> None:
+    def resume(self, time: str | None = None) -> None:
         """A resumed run starts again every trial it still has: earlier starts are forgotten."""
+        self.timeline.append({"event": "resume", "time": time})
         self.running.clear()
+
+    def projection(self, now: dt.datetime | None = None) -> Projection:
+        """Wall time run, time budget and projected finish (:mod:`ntune.study.clock`)."""
+        study, left = self.info["study"], self.expected_trials() - len(self.records)
+        searching = sum(1 for label in self.labels() if not self.search_done(label))
+        return project(
+            self.timeline,
+            remaining_trials=left,
+            concurrency=int(study.get("max_concurrent_trials") or 1),
+            budget_h=study.get("time_budget_h"),
+            now=now,
+            remaining_most=left + held_out_of(self.info) * searching,
+        )
 
     def add(self, rec: Record) -> bool:
         """Add a completed record (sets ``rec["iter"]``); True when the trial was recorded before."""
         trial_id = rec["trial_id"]
+        self.timeline.append({"event": "complete", "time": rec.get("time")})
         self.running.pop(trial_id, None)
         again = trial_id in self.records
         rec["iter"] = self.records[trial_id]["iter"] if again else len(self.records) + 1

@@ -9,7 +9,6 @@ The aggregates (nodes, block rows, mutation effects) live in :class:`ntune.study
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from typing import Any
 
 from ntune.config import get_dotted
 from ntune.learn.metrics import RECORD_METRICS
+from ntune.study.clock import stamp
 from ntune.study.info import block_label
 from ntune.study.numbers import as_float
 from searchers.objective import CLASSES, classify, score
@@ -118,7 +118,7 @@ def make_record(
     block_value = get_dotted(plain, info["block_key"])
     return TrialRecord(
         trial_id=trial_id,
-        time=_dt.datetime.now().isoformat(timespec="seconds"),
+        time=stamp(),
         status=status,
         error=error,
         block=search.get("block") or block_label(info["block_key"], block_value),

@@ -20,7 +20,7 @@ from typing import Any
 from ray.tune import Callback
 from rich.console import Console
 
-from ntune.config import ConfigError
+from ntune.config import ConfigError, config_from_dict
 from ntune.study.ceilings import study_ceilings
 from ntune.study.config import StudyConfig
 from ntune.study.experiment import Experiment
@@ -30,6 +30,7 @@ from ntune.study.journal import Journal, reopening
 from ntune.study.records import SEARCH_KEY
 from ntune.study.storage import JOURNAL_DIRS, JOURNAL_FILES, TUNE_STATE, Remote, is_uri, join, mirror_dir
 from ntune.tune.callbacks import ConsoleProgress, JournalCallback, LiveProgress
+from ntune.tune.deadline import time_budget, time_left
 from ntune.tune.observe import block_metrics_callback, job_metadata
 from ntune.tune.trainable import make_trainable
 from searchers.packing import MEMBERS_KEY, MemberCallbacks, PackingSearcher
@@ -112,10 +113,20 @@ def _ray_nodes() -> list[dict[str, float]]:
     return [dict(node.get("Resources") or {}) for node in ray.nodes() if node.get("Alive")]
 
 
+# study fields that say where the experiment lives or how long it may run, not what it is
+UNCOMPARED = ("name", "storage_path", "time_budget_h")
+
+
 def _comparable(info: dict[str, Any]) -> dict[str, Any]:
-    """A study.json without the fields that only say where the experiment lives."""
-    study = {k: v for k, v in info["study"].items() if k not in ("name", "storage_path")}
-    return {**info, "study": study}
+    """A study.json as the current version reads it (fields added since filled with their defaults),
+    without the ``UNCOMPARED`` fields."""
+    study, base = info["study"], info.get("base")
+    try:
+        study = StudyConfig.model_validate(study).model_dump(mode="json")
+        base = config_from_dict(base).model_dump(mode="json") if base is not None else None
+    except (ValueError, ConfigError):
+        pass  # compared as written: a field this version no longer has makes it another study
+    return {**info, "study": {k: v for k, v in study.items() if k not in UNCOMPARED}, "base": base}
 
 
 def _check_dir(exp_dir: Path, info: dict[str, Any], fresh: bool) -> None:
@@ -148,6 +159,21 @@ def _pull_mirror(exp_dir: Path, remote: Remote) -> None:
         raise ConfigError(f"storage_path: cannot read {remote.uri} ({err})") from None
 
 
+def _keep_budget(exp_dir: Path, info: dict[str, Any], remote: Remote | None) -> None:
+    """A resumed study.json takes the run's ``time_budget_h`` (the one study field a resume may change
+    besides where the experiment lives), before any journal reads it."""
+    path = exp_dir / "study.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    budget = info["study"].get("time_budget_h")
+    if old["study"].get("time_budget_h") != budget:
+        old["study"]["time_budget_h"] = budget
+        path.write_text(json.dumps(old, indent=2))
+        if remote is not None:
+            remote.push(exp_dir, ("study.json",), ())
+
+
 def _prepare_dir(
     exp_dir: Path, info: dict[str, Any], fresh: bool, console: Console, remote: Remote | None = None
 ) -> bool:
@@ -166,6 +192,7 @@ def _prepare_dir(
     if exp_dir.exists() and tune.Tuner.can_restore(str(exp_dir)):
         where = remote.uri if remote is not None else exp_dir
         console.print(f"resuming experiment {where} (pass --fresh to start over)")
+        _keep_budget(exp_dir, info, remote)
         return True
     if exp_dir.exists():
         console.print(
@@ -191,6 +218,7 @@ class StudyRun:
     n_trials: int
     experiment: Experiment
     remote: Remote | None = None
+    budget_spent: bool = False  # the run stopped because the study's time_budget_h was spent
 
 
 @dataclass(frozen=True)
@@ -342,6 +370,7 @@ def run_study(
         info.update(study_ceilings(study, base))
     searcher = build_searcher(study, base, info)
     _check_dir(place.exp_dir, info, fresh)
+    left = time_left(study, place.exp_dir, fresh)  # refuses a spent budget before Ray starts
     started = _start_ray(address, console, job_metadata(study.name, place.where))
     try:
         preflight(study, _ray_nodes())  # each trial's resources fit the cluster; before any folder is made
@@ -352,13 +381,15 @@ def run_study(
         _announce(console, study, info, place)
         if resume:
             tuner, journal = _restored_tuner(trainable, place)
+            journal.info["study"]["time_budget_h"] = study.time_budget_h  # its pickle holds the old one
         else:
             tuner, journal = _new_tuner(study, info, searcher, trainable, place)
-        tuner.fit()
+        with time_budget(left) as spent:
+            tuner.fit()
     finally:
         if started:
             import ray
 
             ray.shutdown()
     budget = total_budget(info, list(searcher.trees))
-    return StudyRun(place.exp_dir, budget, journal.experiment(), place.remote)
+    return StudyRun(place.exp_dir, budget, journal.experiment(), place.remote, budget_spent=spent.is_set())

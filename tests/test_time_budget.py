@@ -147,3 +147,19 @@ def test_a_study_stops_when_its_budget_is_spent_and_goes_on_when_it_is_raised(
     assert "resuming experiment" in out and "of a 1 h 00 min time budget" in out
     records, running = read_trials(exp_dir)
     assert len(records) == 6 and running == {}
+
+
+def test_a_study_json_written_before_new_fields_still_resumes() -> None:
+    """study.json of an older version (no time_budget_h, no graph_model.lin_edge_eval) compares equal to
+    today's info of the same study; a raised budget is no other study, a changed field is."""
+    from ntune.config import config_from_dict
+    from ntune.tune.driver import _comparable
+
+    base = config_from_dict({}).model_dump(mode="json")
+    study = _study(None).model_dump(mode="json")
+    info = {"study": study, "block_key": "simulation.connectivity_filling_factor", "base": base}
+    old_base = {**base, "graph_model": {k: v for k, v in base["graph_model"].items() if k != "lin_edge_eval"}}
+    old = {**info, "study": {k: v for k, v in study.items() if k != "time_budget_h"}, "base": old_base}
+    assert _comparable(old) == _comparable(info)
+    assert _comparable({**info, "study": {**study, "time_budget_h": 2.0}}) == _comparable(info)
+    assert _comparable({**info, "study": {**study, "ucb_c": 0.5}}) != _comparable(info)

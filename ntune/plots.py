@@ -144,49 +144,159 @@ def tree_nodes(tree: Mapping[str, Any]) -> list[tuple[int, int | None, float, st
     return rows
 
 
+def short_name(key: str) -> str:
+    """A searched field's short name in figures: the dotted key's leaf with ``learning_rate`` -> ``lr``,
+    ``embedding`` -> ``emb``, ``data_augmentation_loop`` -> ``data_aug`` and no ``_start``
+    (``training.learning_rate_embedding_start`` -> ``lr_emb``)."""
+    leaf = key.rsplit(".", 1)[-1].replace("learning_rate", "lr").replace("embedding", "emb")
+    return leaf.replace("data_augmentation_loop", "data_aug").removesuffix("_start")
+
+
+def compact(value: Any) -> str:
+    """A value as a person writes it in a label: ``2e-3``, ``1.2e-3``, ``0.1``, ``15``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int) or value == 0 or not np.isfinite(value):
+        return str(value)
+    if abs(value) < 1e-2 or abs(value) >= 1e4:
+        mantissa, exponent = f"{value:.2e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{value:.3g}"
+
+
+def node_change(node: Mapping[str, Any], parent: Mapping[str, Any] | None) -> str:
+    """What a tree node (``Tree.to_dict`` form) changed from its parent: ``lr_emb 2e-3 -> 1.2e-3``; of a
+    root, its values (``root: lr_W 5e-3, L1 1e-5``); from the mutation text when the params are missing."""
+    params = node.get("params") or {}
+    if parent is None:
+        values = ", ".join(f"{short_name(k)} {compact(v)}" for k, v in params.items())
+        return f"root: {values}" if values else "root"
+    before = parent.get("params") or {}
+    changed = [k for k in params if k not in before or before[k] != params[k]]
+    if changed:
+        return ", ".join(f"{short_name(k)} {compact(before.get(k))} -> {compact(params[k])}" for k in changed)
+    name, _, move = str(node.get("mutation") or "").partition(":")
+    return f"{short_name(name)} {move.strip()}".strip() if move else name
+
+
+def _preorder(by_id: Mapping[int, Mapping[str, Any]]) -> list[tuple[int, int]]:
+    """(node id, depth) of every node, depth first (children by id): each node one row, under its parent."""
+    children: dict[Any, list[int]] = {}
+    for n, node in sorted(by_id.items()):
+        parent = node.get("parent")
+        children.setdefault(parent if parent in by_id else None, []).append(n)
+    order: list[tuple[int, int]] = []
+    stack = [(n, 0) for n in reversed(children.get(None, []))]
+    while stack:
+        n, depth = stack.pop()
+        order.append((n, depth))
+        stack += [(c, depth + 1) for c in reversed(children.get(n, []))]
+    return order
+
+
+ROW_INCHES = 0.24  # a tree node's row: room for one line of 8-point label text and its marker
+LABEL_OFFSET = 8  # points between a tree node and its label
+
+
 def plot_tree(ax: Axes, tree: Mapping[str, Any], title: str = "") -> None:
-    """Draw one block's search tree (``Tree.to_dict`` form): depth down, colour = the node's mean score."""
-    nodes = tree_nodes(tree)
-    by_id = {n[0]: n for n in nodes}
-    depth: dict[int, int] = {}
+    """Draw one block's search tree (``Tree.to_dict`` form) as an indented tree: one row per node (depth
+    first), one column per one-parameter change from the root; colour = the node's mean score (grey: no
+    completed run yet). Each node is labelled with its id, its change from its parent with the values
+    (``lr_emb 2e-3 -> 1.2e-3``; the root: its values) and its mean score and runs.
 
-    def _depth(n: int) -> int:
-        if n not in depth:
-            p = by_id[n][1]
-            depth[n] = 0 if p is None or p not in by_id else _depth(p) + 1
-        return depth[n]
-
-    order = sorted(by_id, key=lambda n: (_depth(n), n))
-    x_at: dict[int, float] = {}
-    for d in sorted(set(depth.values())):
-        level = [n for n in order if depth[n] == d]
-        for k, n in enumerate(level):
-            x_at[n] = (k + 1) / (len(level) + 1)
-    for n in order:
-        p = by_id[n][1]
-        if p is not None and p in x_at:
-            ax.plot([x_at[p], x_at[n]], [-depth[p], -depth[n]], color="0.6", lw=1, zorder=1)
-    xs = [x_at[n] for n in order]
-    ys = [-depth[n] for n in order]
-    colors = [by_id[n][2] for n in order]
-    sc = ax.scatter(xs, ys, c=colors, cmap="viridis", vmin=0, vmax=1, s=160, zorder=2, edgecolors="k")
-    for n in order:
-        mutation = by_id[n][3]
-        label = mutation.split(":")[0] if mutation else "root"
-        ax.annotate(
-            f"{n}\n{label}",
-            (x_at[n], -depth[n]),
-            textcoords="offset points",
-            xytext=(0, 10),
-            ha="center",
-            fontsize=7,
+    No two labels share a row, and the figure grows (never shrinks) so that every row has the height of a
+    line and every label fits inside the axes.
+    """
+    by_id = {int(node["id"]): node for node in tree.get("nodes") or []}
+    means = {n: mean for n, _, mean, _ in tree_nodes(tree)}
+    rows = _preorder(by_id)
+    fig = ax.figure
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(width, max(height, 1.6 + ROW_INCHES * len(rows)))
+    y_of = {n: -k for k, (n, _) in enumerate(rows)}
+    x_of = {n: float(depth) for n, depth in rows}
+    for n, _ in rows:
+        p = by_id[n].get("parent")
+        if p in x_of:
+            ax.plot([x_of[p], x_of[p], x_of[n]], [y_of[p], y_of[n], y_of[n]], color="0.6", lw=1, zorder=1)
+    runs = {n: len(by_id[n].get("runs") or []) for n in by_id}
+    ids = [n for n, _ in rows]
+    waiting = [n for n in ids if not runs[n]]
+    done = [n for n in ids if runs[n]]
+    style: dict[str, Any] = {"s": 60, "zorder": 2, "edgecolors": "k"}
+    ax.scatter([x_of[n] for n in waiting], [y_of[n] for n in waiting], color="0.85", **style)
+    sc = ax.scatter(
+        [x_of[n] for n in done],
+        [y_of[n] for n in done],
+        c=[means[n] for n in done],
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        **style,
+    )
+    texts = []
+    for n in ids:
+        parent = by_id.get(by_id[n].get("parent"))
+        score = f"[{means[n]:.3f}, {runs[n]} run{'s' if runs[n] != 1 else ''}]" if runs[n] else "[no run yet]"
+        texts.append(
+            ax.annotate(
+                f"{n}  {node_change(by_id[n], parent)}  {score}",
+                (x_of[n], y_of[n]),
+                textcoords="offset points",
+                xytext=(LABEL_OFFSET, 0),
+                va="center",
+                fontsize=8,
+            )
         )
-    ax.figure.colorbar(sc, ax=ax, label="mean score")
+    fig.colorbar(
+        sc, ax=ax, label="mean score", fraction=0.03, pad=0.02, shrink=min(1.0, 4 / max(len(rows), 1)) ** 0.5
+    )
+    depth = max((d for _, d in rows), default=0)
     ax.set_title(title)
-    ax.set_xticks([])
-    ax.set_ylabel("depth")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(min(ys, default=0) - 0.7, 0.9)
+    ax.set_xticks(range(depth + 1), ["root", *(f"+{d}" for d in range(1, depth + 1))])
+    ax.set_xlabel("one-parameter changes from the root")
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_ylim(-len(rows) + 0.4, 0.6)
+    _fit_labels(ax, texts, [x_of[n] for n in ids], depth)
+
+
+def _fit_labels(ax: Axes, texts: list[Any], xs: list[float], depth: int) -> None:
+    """Widen the figure until the widest label takes at most 70 % of the axes, then set the x range so
+    that every label (anchored at ``xs``) ends inside the axes."""
+    fig = ax.figure
+    pad = (LABEL_OFFSET + 6) * fig.dpi / 72
+    widths = [t.get_window_extent().width + pad for t in texts]
+    room = ax.get_window_extent().width
+    widest = max(widths, default=0.0)
+    if widest > 0.7 * room:
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width * widest / (0.7 * room), height)
+        room = ax.get_window_extent().width
+    left = -0.3
+    right = max(
+        [depth + 0.5, *(left + (x - left) * room / (room - w) for x, w in zip(xs, widths, strict=True))]
+    )
+    ax.set_xlim(left, right)
+
+
+def plot_pareto(
+    ax: Axes,
+    points: list[tuple[float, float]],
+    front: list[tuple[float, float]],
+) -> None:
+    """Connectivity R^2 against cluster accuracy of each completed trial (grey), the Pareto-optimal ones
+    (``front``: both maximised) in red, joined as the front's staircase."""
+    if points:
+        ax.scatter(*zip(*points, strict=True), s=18, color="0.6", label="completed trials")
+    if front:
+        steps = sorted(front, key=lambda p: -p[0])
+        ax.plot(*zip(*steps, strict=True), color="r", lw=1, drawstyle="steps-post")
+        ax.scatter(*zip(*steps, strict=True), s=30, color="r", zorder=3, label="Pareto front")
+    ax.set_xlabel("connectivity R$^2$")
+    ax.set_ylabel("cluster accuracy")
+    ax.legend(loc="lower left", fontsize=8)
 
 
 def plot_landscape(ax: Axes, rows: list[dict[str, Any]], block_key: str) -> None:

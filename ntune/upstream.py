@@ -1,21 +1,26 @@
-"""Import an upstream NeuralGraph signal_N2 YAML as an ntune config.
+"""Upstream NeuralGraph signal_N2 YAML <-> ntune config: the importer and the inverse map of the exporter.
 
 Upstream keeps its own schema (``simulation``, ``graph_model``, ``plotting``, ``training`` plus
-top-level ``description`` and ``dataset``). :data:`FIELD_MAP` lists the upstream fields whose meaning
-ntune shares and where they go; every other leaf is reported as ignored, by its dotted upstream
-name. Upstream keeps the process noise ``noise_model_level`` under ``training``; ntune keeps it under
-``simulation`` (a value under upstream ``simulation`` wins). Upstream ``cluster_method`` names
-``kmeans*`` map to ``kmeans`` and ``distance_*`` (hierarchical clustering) to ``single_linkage``.
+top-level ``description`` and ``dataset``). :data:`FIELD_MAP` is the one table of the fields whose
+meaning ntune shares: the importer (:func:`import_upstream`) reads it forwards and reports every other
+leaf as ignored, by its dotted upstream name; the exporter (:func:`upstream_values`, used by
+``ntune export --format upstream``) reads it backwards. Upstream keeps the process noise
+``noise_model_level`` under ``training``; ntune keeps it under ``simulation`` (:data:`ALIASES`: a value
+under upstream ``simulation`` wins on import; the export writes wherever the template has it).
+Upstream ``cluster_method`` names ``kmeans*`` map to ``kmeans`` and ``distance_*`` (hierarchical
+clustering) to ``single_linkage``; the export keeps the template's spelling when it imports to the
+value being written, and refuses a value that no upstream spelling imports back to.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ntune.config import ConfigError, NtuneConfig, config_from_dict, read_yaml, set_dotted
 
-# upstream dotted name -> ntune dotted name (values copied unchanged, then validated by ntune)
+# upstream dotted name -> ntune dotted name (values copied, or converted by CONVERTERS, then validated by ntune)
 FIELD_MAP: dict[str, str] = {
     "description": "description",
     "dataset": "dataset",
@@ -25,10 +30,13 @@ FIELD_MAP: dict[str, str] = {
     "simulation.delta_t": "simulation.delta_t",
     "simulation.start_frame": "simulation.start_frame",
     "simulation.connectivity_filling_factor": "simulation.connectivity_filling_factor",
+    "simulation.connectivity_distribution": "simulation.connectivity_type",
+    "simulation.connectivity_init": "simulation.connectivity_init",
     "simulation.params": "simulation.params",
     "simulation.phi": "simulation.phi",
     "simulation.noise_model_level": "simulation.noise_model_level",
     "simulation.seed": "simulation.seed",
+    "graph_model.signal_model_name": "graph_model.signal_model_name",
     "graph_model.embedding_dim": "graph_model.embedding_dim",
     "graph_model.hidden_dim": "graph_model.hidden_dim",
     "graph_model.n_layers": "graph_model.n_layers",
@@ -41,19 +49,29 @@ FIELD_MAP: dict[str, str] = {
     "training.coeff_W_L1": "training.coeff_W_L1",
     "training.coeff_lin_phi_zero": "training.coeff_lin_phi_zero",
     "training.coeff_edge_diff": "training.coeff_edge_diff",
+    "training.cluster_method": "training.cluster_method",
     "training.seed": "training.seed",
     "training.device": "training.device",
 }
+# upstream dotted name -> ntune dotted name, read only when the field's FIELD_MAP name is absent
+ALIASES: dict[str, str] = {"training.noise_model_level": "simulation.noise_model_level"}
 CONNECTIVITY_TYPES = ("Lorentz", "Gaussian")
 
 
-def _leaves(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+class _Ignored:
+    """The converted value of an upstream leaf that ntune does not take (it is reported as ignored)."""
+
+
+IGNORED = _Ignored()
+
+
+def leaves(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Flatten nested dicts to ``{"a.b.c": value}`` (lists and scalars are leaves)."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value:
-            flat.update(_leaves(value, f"{name}."))
+            flat.update(leaves(value, f"{name}."))
         else:
             flat[name] = value
     return flat
@@ -69,13 +87,50 @@ def _connectivity_type(value: Any) -> str:
     )
 
 
-def _cluster_method(value: Any) -> str | None:
+def _connectivity_init(value: Any) -> Any:
+    return value if isinstance(value, list) and len(value) == 2 else IGNORED
+
+
+def _cluster_method(value: Any) -> Any:
     text = str(value)
     if text.startswith("kmeans"):
         return "kmeans"
     if text.startswith("distance"):
         return "single_linkage"
-    return None
+    return IGNORED
+
+
+def _signal_model(value: Any) -> Any:
+    if value != "PDE_N2":
+        raise ConfigError(f"graph_model.signal_model_name: {value!r} is not supported; valid: 'PDE_N2'")
+    return value
+
+
+# upstream dotted name -> its value as ntune takes it (IGNORED: left out; ConfigError: refused)
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "simulation.connectivity_distribution": _connectivity_type,
+    "simulation.connectivity_init": _connectivity_init,
+    "training.cluster_method": _cluster_method,
+    "graph_model.signal_model_name": _signal_model,
+}
+
+
+def import_value(name: str, value: Any) -> Any:
+    """The ntune value of upstream leaf ``name`` (``IGNORED`` when ntune does not take it)."""
+    convert = CONVERTERS.get(name)
+    return value if convert is None else convert(value)
+
+
+def upstream_names(key: str) -> list[str]:
+    """The upstream dotted names of ntune field ``key``: its FIELD_MAP name, then its aliases ([] if none)."""
+    primary = _primary(key)
+    return ([primary] if primary else []) + [u for u, n in ALIASES.items() if n == key]
+
+
+def _primary(key: str) -> str | None:
+    """The FIELD_MAP (upstream) name of ntune field ``key``; None when it has none."""
+    names = [u for u, n in FIELD_MAP.items() if n == key]
+    return names[0] if names else None
 
 
 def _translate(flat: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -83,25 +138,56 @@ def _translate(flat: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     out: dict[str, Any] = {}
     ignored = []
     for name, value in flat.items():
-        if name in FIELD_MAP:
-            set_dotted(out, FIELD_MAP[name], value)
-        elif name == "simulation.connectivity_distribution":
-            set_dotted(out, "simulation.connectivity_type", _connectivity_type(value))
-        elif name == "simulation.connectivity_init" and isinstance(value, list) and len(value) == 2:
-            set_dotted(out, "simulation.connectivity_init", value)
-        elif name == "training.noise_model_level" and "simulation.noise_model_level" not in flat:
-            set_dotted(out, "simulation.noise_model_level", value)
-        elif name == "training.cluster_method" and _cluster_method(value) is not None:
-            set_dotted(out, "training.cluster_method", _cluster_method(value))
-        elif name == "graph_model.signal_model_name":
-            if value != "PDE_N2":
-                raise ConfigError(
-                    f"graph_model.signal_model_name: {value!r} is not supported; valid: 'PDE_N2'"
-                )
-            set_dotted(out, "graph_model.signal_model_name", value)
-        else:
+        target = FIELD_MAP.get(name)
+        if name in ALIASES and _primary(ALIASES[name]) not in flat:
+            target = ALIASES[name]
+        converted = IGNORED if target is None else import_value(name, value)
+        if converted is IGNORED or target is None:
             ignored.append(name)
+        else:
+            set_dotted(out, target, converted)
     return out, sorted(ignored)
+
+
+def _imports_to(name: str, value: Any, wanted: Any) -> bool:
+    """Whether upstream leaf ``name`` holding ``value`` imports as ``wanted``."""
+    try:
+        got = import_value(name, value)
+    except ConfigError:
+        return False
+    return got is not IGNORED and type(got) is type(wanted) and got == wanted
+
+
+def upstream_values(values: Mapping[str, Any], template: Mapping[str, Any]) -> dict[str, Any]:
+    """Upstream dotted name -> value to write, for the ntune fields ``values`` (dotted name -> value).
+
+    Each field goes to every one of its upstream names (:func:`upstream_names`) that the upstream
+    ``template`` (a nested mapping) holds, else to its FIELD_MAP name. The template's value is kept where
+    it already imports as the value (``'gaussian'`` for ``Gaussian``, ``distance_plot`` for
+    ``single_linkage``), else the ntune value is written, so importing the result gives back ``values``.
+    Raises :class:`~ntune.config.ConfigError` naming a field upstream has no name for, or a value that no
+    upstream spelling imports back to.
+    """
+    flat = leaves(template)
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        names = upstream_names(key)
+        if not names:
+            shared = ", ".join(sorted(set(FIELD_MAP.values()) | set(ALIASES.values())))
+            raise ConfigError(
+                f"{key}: has no upstream NeuralGraph name, so it cannot be exported; fields with one: {shared}"
+            )
+        for name in [n for n in names if n in flat] or names[:1]:
+            if name in flat and _imports_to(name, flat[name], value):
+                out[name] = flat[name]
+            elif _imports_to(name, value, value):
+                out[name] = value
+            else:
+                raise ConfigError(
+                    f"{key}: {value!r} has no upstream spelling of {name} that imports back to it; "
+                    "write one in the template or leave the field out of the export"
+                )
+    return out
 
 
 def import_upstream(path: str | Path) -> tuple[NtuneConfig, list[str]]:
@@ -116,7 +202,7 @@ def import_upstream(path: str | Path) -> tuple[NtuneConfig, list[str]]:
             f"{path}: an upstream config must be a mapping of sections, got {type(raw).__name__}"
         )
     try:
-        data, ignored = _translate(_leaves(raw))
+        data, ignored = _translate(leaves(raw))
         return config_from_dict(data), ignored
     except ConfigError as err:
         raise ConfigError(f"{path}:\n{err}") from None

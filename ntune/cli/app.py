@@ -248,23 +248,39 @@ def submit(
 @app.command()
 def export(
     experiment: ExpArg,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: EXPERIMENT/best).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Output folder (default: EXPERIMENT/best, EXPERIMENT/upstream for upstream); for optuna the "
+            "journal file (default: EXPERIMENT/optuna.log)."
+        ),
+    ] = None,
     format_: Annotated[
-        str, typer.Option("--format", help="yaml (best config per block), csv, json or ucb-txt.")
+        str,
+        typer.Option(
+            "--format",
+            help="yaml (best config per block), csv, json, ucb-txt, upstream (the best configs written into "
+            "--template) or optuna (an Optuna journal, one study per block: optuna-dashboard FILE).",
+        ),
     ] = "yaml",
+    template: Annotated[
+        Path | None,
+        typer.Option(help="For --format upstream: your upstream NeuralGraph YAML, copied per block."),
+    ] = None,
 ) -> None:
-    """Export the best config per block (robust configs preferred) and summary.csv."""
+    """Export the best config per block (robust configs preferred) and summary.csv, or the study for Optuna."""
     from ntune.cli.commands import export_command
 
     try:
-        export_command(experiment, out=out, fmt=format_, console=console)
+        export_command(experiment, out=out, fmt=format_, template=template, console=console)
     except (ConfigError, FileNotFoundError) as err:
         raise _fail(err) from None
 
 
 @app.command()
 def report(experiment: ExpArg) -> None:
-    """Write report.md: comparison table, R^2 and cluster accuracy against filling factor, trees, scatters."""
+    """Write report.md: comparison table, R^2 and cluster accuracy against filling factor, trees, Pareto fronts
+    and parameter importances (with ntune[optuna]), scatters."""
     from ntune.cli.commands import report_command
 
     try:

@@ -13,6 +13,7 @@ back up, next to the experiment's other files (``export --out DIR`` writes to th
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import time
@@ -85,8 +86,10 @@ def status_table(title: str, caption: str, rows: list[dict[str, Any]]) -> Table:
 
 
 def show_status(exp: Experiment, *, console: Console, stopped: bool = False) -> None:
-    """Print the per-block table of an experiment's data; ``stopped``: its driver has ended, nothing runs."""
+    """Print the per-block table of an experiment's data and its time line (wall time run, time budget,
+    projected finish); ``stopped``: its driver has ended, nothing runs."""
     console.print(status_table(*status_rows(exp, stopped=stopped)))
+    console.print(exp.ledger.projection().text(dt.datetime.now()))
 
 
 def status_command(exp_dir: str | Path, *, console: Console) -> None:
@@ -198,14 +201,17 @@ def watch_command(exp_dir: str | Path, *, console: Console, interval: float) -> 
     return True
 
 
-def export_command(exp_dir: str | Path, *, out: Path | None, fmt: str, console: Console) -> None:
+def export_command(
+    exp_dir: str | Path, *, out: Path | None, fmt: str, console: Console, template: Path | None = None
+) -> None:
     """``ntune export EXP``: export the experiment folder (or URI) ``exp_dir`` and print what was written.
 
-    See :func:`ntune.report.export.export`; an experiment on object storage gets the files written into
-    its mirror copied back up (unless ``out`` names another folder).
+    See :func:`ntune.report.export.export` (``template``: the upstream YAML of ``--format upstream``); an
+    experiment on object storage gets the files written into its mirror copied back up (unless ``out``
+    names another folder).
     """
     local, remote = open_experiment(exp_dir, ("ucb",))
-    done = export(read_experiment(local, trees=fmt == "ucb-txt"), out=out, fmt=fmt)
+    done = export(read_experiment(local, trees=fmt == "ucb-txt"), out=out, fmt=fmt, template=template)
     if remote is not None and out is None:
         wrote = [Path(text).relative_to(local).as_posix() for kind, text in done if kind == "wrote"]
         remote.push(local, wrote, ())

@@ -19,6 +19,8 @@ from typing import Any
 
 from ntune.config import ConfigError, config_from_dict, dump_config
 from ntune.plots import plot_landscape, plot_tree, save_figure
+from ntune.report.optuna_study import INSTALL, have_optuna, report_sections, write_journal
+from ntune.report.upstream_yaml import export_upstream
 from ntune.study.confirm import confirmation_lines
 from ntune.study.experiment import TREE_DIR, Experiment, read_experiment, tree_files
 from ntune.study.guards import safe_name
@@ -26,7 +28,8 @@ from ntune.study.info import memory_section
 from ntune.study.records import fmt
 from ntune.study.render import render_table
 
-FORMATS = ("yaml", "csv", "json", "ucb-txt")
+FORMATS = ("yaml", "csv", "json", "ucb-txt", "upstream", "optuna")
+OPTUNA_FILE = "optuna.log"  # EXP/optuna.log: the Optuna journal of ``export --format optuna``
 SUMMARY_FIELDS = (
     "block",
     "value",
@@ -118,17 +121,30 @@ def _yaml_header(rec: dict[str, Any], robust: bool, confirmation: list[str]) -> 
     )
 
 
-def export(exp: Experiment, *, out: Path | None, fmt: str) -> list[tuple[str, str]]:
-    """Write the best config per block (``yaml``), ``summary.csv``, ``summary.json`` or the ucb trees.
+def export(
+    exp: Experiment, *, out: Path | None, fmt: str, template: Path | None = None
+) -> list[tuple[str, str]]:
+    """Write the best config per block (``yaml``, ``upstream``), ``summary.csv``, ``summary.json``, the ucb
+    trees or an Optuna journal.
 
     yaml: ``<out>/<block>.yaml`` (default out: EXP/best) plus ``summary.csv`` (EXP/summary.csv by
     default, else ``<out>/summary.csv``); csv: the summary only; json: summary rows and best configs
-    in one file; ucb-txt: the searcher's tree text per block (``exp.texts``). Returns (kind, text)
-    messages in order: ``("wrote", path)``, ``("note", text)`` or ``("tree", label)`` followed by
-    ``("text", tree text)``.
+    in one file; ucb-txt: the searcher's tree text per block (``exp.texts``); upstream: the upstream
+    YAML ``template`` filled in per block, ``<out>/<block>.yaml`` (default out: EXP/upstream; see
+    :mod:`ntune.report.upstream_yaml`); optuna: one Optuna study per block in a journal file, ``out``
+    (default EXP/optuna.log; a folder: ``<out>/optuna.log``; see :mod:`ntune.report.optuna_study`).
+    Returns (kind, text) messages in order: ``("wrote", path)``, ``("note", text)`` or ``("tree", label)``
+    followed by ``("text", tree text)``. A bad format, a missing or unused template, Optuna missing or a
+    field upstream cannot take raise :class:`~ntune.config.ConfigError` before anything is written.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of: {', '.join(FORMATS)}")
+    if fmt == "upstream" and template is None:
+        raise ConfigError("--template: --format upstream fills in an upstream NeuralGraph YAML; give one")
+    if fmt != "upstream" and template is not None:
+        raise ConfigError(f"--template: only --format upstream uses a template, not --format {fmt}")
+    if fmt == "optuna" and not have_optuna():
+        raise ConfigError(f"--format optuna: Optuna is not installed; {INSTALL}")
     rows = exp.ledger.rows()
     base = out if out is not None else exp.exp_dir
     done: list[tuple[str, str]] = []
@@ -148,6 +164,15 @@ def export(exp: Experiment, *, out: Path | None, fmt: str) -> list[tuple[str, st
         }
         path.write_text(json.dumps(payload, indent=2, default=_json_default))
         done.append(("wrote", str(path)))
+    elif fmt == "upstream":
+        assert template is not None
+        best = best_records(exp.records, rows)
+        done += export_upstream(
+            best, exp.info, template, out if out is not None else exp.exp_dir / "upstream"
+        )
+    elif fmt == "optuna":
+        path = exp.exp_dir / OPTUNA_FILE if out is None else out / OPTUNA_FILE if out.is_dir() else out
+        done += write_journal(exp, path)
     elif fmt == "ucb-txt":
         if out is None:
             for label, text in exp.texts.items():
@@ -206,7 +231,8 @@ def report_inputs(exp: Experiment) -> list[str]:
 
 
 def report(exp: Experiment) -> Path:
-    """Write EXP/report.md (comparison table, landscape plot, trees, best scatters); returns its path."""
+    """Write EXP/report.md (comparison table, landscape plot, trees, per block its Pareto front and parameter
+    importances from Optuna, best scatters); returns its path."""
     exp_dir, info, records = exp.exp_dir, exp.info, exp.records
     rows = exp.ledger.rows()
     folder = exp_dir / "report"
@@ -219,13 +245,14 @@ def report(exp: Experiment) -> Path:
         save_figure(lambda ax: plot_landscape(ax, rows, info["block_key"]), folder / "landscape.png", (6, 4))
         lines.append("\n![best R2 and cluster accuracy per block](report/landscape.png)\n")
     best = best_records(records, rows)
+    fronts = report_sections(exp, folder, folder.name)
     for r in rows:
         label = r["block"]
         lines.append(f"\n## {label}\n\n")
         if not r["trials"]:
             lines.append("No completed trial.\n")
             continue
-        lines += _tree_section(exp, label)
+        lines += _tree_section(exp, label) + fronts.get(label, [])
         rec = best.get(label)
         if rec is None:
             continue

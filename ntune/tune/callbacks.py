@@ -6,6 +6,7 @@ calls them on the driver. ``ntune.tune.driver`` wires them into the Tuner.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,8 @@ class ConsoleProgress(Callback):
         make_console(highlight=False, soft_wrap=True).print(text)
 
     def _blocks(self) -> None:
-        """One line per block, printed only when some block's progress changed since the last print."""
+        """One line per block and the study's time line (run, budget, projected finish), printed only
+        when some block's progress changed since the last print."""
         lines = [
             f"  {escape(r['block'])}: {r['trials']}/{r['budget']} done, {r['running']} running, "
             f"best R2 {fmt(r['best_R2'])}, best cluster {fmt(r['best_cluster'])}"
@@ -107,7 +109,8 @@ class ConsoleProgress(Callback):
         self._last = time.monotonic()
         if lines != self._shown:
             self._shown = lines
-            self._print("\n".join(lines))
+            clock = self.journal.ledger.projection().text(dt.datetime.now())
+            self._print("\n".join([*lines, f"  {escape(clock)}"]))
 
     def _trial_done(self, trial_id: str) -> None:
         records = self.journal.ledger.records

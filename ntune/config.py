@@ -22,7 +22,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
@@ -72,11 +74,25 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class SimulationConfig(_Section):
-    """PDE_N2 network: du_i/dt = -c_i u_i + s_i tanh(u_i) + g_i sum_j W_ij phi(u_j)."""
+PARAM_COLUMNS: dict[str, tuple[str, ...]] = {
+    "PDE_N2": ("g", "s", "c"),
+    "PDE_N4": ("a", "b", "g", "s", "w", "h"),
+}
+"""The columns of one ``simulation.params`` row, per ``signal_model_name`` (upstream's order)."""
 
-    signal_model_name: Literal["PDE_N2"] = Field(
-        "PDE_N2", description="Simulator; only PDE_N2 is implemented."
+OMITTED_AT_DEFAULT = ("connectivity_rank", "Dale_law", "Dale_law_factor")
+"""Simulation fields left out of every dump while at their defaults, so that the dumps, the hashes and the
+data-cache keys of configs written before these fields existed are unchanged."""
+
+
+class SimulationConfig(_Section):
+    """PDE_N2: du_i/dt = -c_i u_i + s_i tanh(u_i) + g_i sum_j W_ij phi(u_j);
+    PDE_N4: du_i/dt = -a_i u_i + b_i + s_i tanh(u_i) + g_i sum_j W_ij phi((u_j - h_j) / w_j)."""
+
+    signal_model_name: Literal["PDE_N2", "PDE_N4"] = Field(
+        "PDE_N2",
+        description="Simulator: 'PDE_N2' (params rows [g, s, c]) or 'PDE_N4' (rows [a, b, g, s, w, h], "
+        "transfer function of the source neuron's type); only PDE_N2 can be trained so far.",
     )
     n_neurons: Int = Field(1000, gt=0, description="Number of neurons N (> 0).")
     n_neuron_types: Int = Field(
@@ -87,8 +103,14 @@ class SimulationConfig(_Section):
     start_frame: Int = Field(
         -1000, le=0, description="Burn-in: -start_frame Euler steps are run and discarded (<= 0)."
     )
-    connectivity_type: Literal["Lorentz", "Gaussian"] = Field(
-        "Lorentz", description="Distribution of W entries: 'Lorentz' (Cauchy) or 'Gaussian'."
+    connectivity_type: Literal["Lorentz", "Gaussian", "chaotic", "low_rank"] = Field(
+        "Lorentz",
+        description="Distribution of W entries: 'Lorentz' (Cauchy), 'Gaussian' (connectivity_init), "
+        "'chaotic' (N(0, 1)/sqrt(N), upstream's; connectivity_init is not used) or 'low_rank' "
+        "(U V / sqrt(rank N), U and V standard normal, rank connectivity_rank).",
+    )
+    connectivity_rank: Int = Field(
+        1, gt=0, description="Rank of a 'low_rank' W before its diagonal is zeroed (> 0, <= n_neurons)."
     )
     connectivity_filling_factor: FiniteFloat = Field(
         1.0, gt=0, le=1, description="Probability that an off-diagonal synapse is present, in (0, 1]."
@@ -104,9 +126,18 @@ class SimulationConfig(_Section):
         gt=0,
         description="Lorentz W is divided by N**exponent; None uses upstream's table (0.7 for N < 2000).",
     )
+    Dale_law: bool = Field(
+        False,
+        description="Dale's law: W <- |W|, then the columns (presynaptic neurons) j >= floor(N * "
+        "Dale_law_factor) are negated, so each neuron is excitatory or inhibitory.",
+    )
+    Dale_law_factor: FiniteFloat = Field(
+        0.5, ge=0, le=1, description="Fraction of excitatory (positive) columns under Dale's law, in [0, 1]."
+    )
     params: list[list[FiniteFloat]] = Field(
         [[10.0, 1.0, 1.0], [10.0, 2.0, 1.0], [10.0, 1.0, 2.0], [10.0, 2.0, 2.0]],
-        description="One row [g, s, c] per neuron type (coupling gain, self-excitation, decay).",
+        description="One row per neuron type: PDE_N2 [g, s, c] (coupling gain, self-excitation, decay); "
+        "PDE_N4 [a, b, g, s, w, h] (decay, offset, gain, self-excitation, width, threshold).",
     )
     phi: Literal["tanh", "linear"] = Field(
         "tanh", description="Synaptic transfer function phi: 'tanh' or 'linear'."
@@ -119,19 +150,38 @@ class SimulationConfig(_Section):
 
     @model_validator(mode="after")
     def _check_params(self) -> SimulationConfig:
+        columns = PARAM_COLUMNS[self.signal_model_name]
+        row_text = f"[{', '.join(columns)}]"
         if len(self.params) != self.n_neuron_types:
             raise ValueError(
                 f"params has {len(self.params)} rows but n_neuron_types is {self.n_neuron_types}; "
-                "give one [g, s, c] row per neuron type"
+                f"give one {row_text} row per neuron type"
             )
         for k, row in enumerate(self.params):
-            if len(row) != 3:
-                raise ValueError(f"params row {k} is {row}: each row must be [g, s, c] (3 numbers)")
+            if len(row) != len(columns):
+                raise ValueError(
+                    f"params row {k} is {row}: each {self.signal_model_name} row must be {row_text} "
+                    f"({len(columns)} numbers)"
+                )
+            if "w" in columns and row[columns.index("w")] == 0:
+                raise ValueError(f"params row {k} is {row}: the width w divides u - h, it must not be 0")
         if self.n_neurons < self.n_neuron_types:
             raise ValueError(
                 f"n_neurons ({self.n_neurons}) must be >= n_neuron_types ({self.n_neuron_types})"
             )
+        if self.connectivity_type == "low_rank" and self.connectivity_rank > self.n_neurons:
+            raise ValueError(
+                f"connectivity_rank ({self.connectivity_rank}) must be <= n_neurons ({self.n_neurons})"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for name in OMITTED_AT_DEFAULT:
+            if name in data and data[name] == type(self).model_fields[name].default:
+                del data[name]
+        return data
 
 
 class GraphModelConfig(_Section):

@@ -314,12 +314,19 @@ def simulate_command(config: NtuneConfig, *, console: Console) -> None:
         data = load_or_simulate(sim, progress=lambda done, total: bar.update(task, completed=done))
     elapsed = time.perf_counter() - start
     console.print(f"data: {data.path}  ({elapsed:.1f} s)", highlight=False)
-    table = Table(title=f"PDE_N2, {sim.n_neurons} neurons x {sim.n_frames} frames")
+    table = Table(title=f"{sim.signal_model_name}, {sim.n_neurons} neurons x {sim.n_frames} frames")
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for key, value in data.summary.items():
         table.add_row(key, f"{value:.6g}")
     console.print(table)
+    r90, r99 = (
+        data.summary.get("effective_rank_90", math.nan),
+        data.summary.get("effective_rank_99", math.nan),
+    )
+    console.print(
+        f"activity complexity: effective rank {r90:.0f} (90 % var), {r99:.0f} (99 % var)", highlight=False
+    )
     silent = f"\nsilent neurons: {data.silent}" if data.silent else ""
     console.print(f"identifiability: {verdict(data.summary)}{silent}", highlight=False)
     assert data.path is not None

@@ -1,7 +1,9 @@
 """On-disk data cache: one folder per simulation, written atomically, verified on load, locked while built.
 
-An entry is ``<root>/pde_n2-<hash>-v<FORMAT_VERSION>/`` where ``<hash>`` is the hash of the simulation
-section without ``device`` (equal to ``NtuneConfig.simulation_hash()``) and ``<root>`` is
+An entry is ``<root>/<model>-<hash>-v<FORMAT_VERSION>/`` where ``<model>`` is ``signal_model_name`` in
+lower case (``pde_n2``, ``pde_n4``), ``<hash>`` is the hash of the simulation section without ``device``
+(equal to ``NtuneConfig.simulation_hash()``; the fields of ``ntune.config.OMITTED_AT_DEFAULT`` are not in
+the dump while at their defaults, so adding them changed no existing key) and ``<root>`` is
 ``cache_dir``, else ``$NTUNE_CACHE``, else ``~/.cache/ntune``. It holds one ``.npy`` file per array
 and ``meta.json`` (format version, config, summary, per-array shape, dtype and CRC-32 of the data
 bytes). The folder is built under a temporary name and moved into place with ``os.replace``, so a
@@ -66,7 +68,8 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 def entry_name(simulation: dict[str, Any]) -> str:
     """Folder name of the entry for a dumped simulation section (``device`` is ignored)."""
     section = {k: v for k, v in simulation.items() if k != "device"}
-    return f"pde_n2-{config_hash(section)}-v{FORMAT_VERSION}"
+    model = str(section.get("signal_model_name", "PDE_N2")).lower()
+    return f"{model}-{config_hash(section)}-v{FORMAT_VERSION}"
 
 
 def checksum(a: np.ndarray) -> str:

@@ -4,6 +4,14 @@ With the true self-dynamics and the true transfer function phi the PDE_N2 target
 
     z_i(t) = (y_i(t) + c_i u_i(t) - s_i tanh(u_i(t))) / g_i = sum_j W_ij phi(u_j(t))
 
+PDE_N4 (:mod:`ntune.data.pde_n4`) is linear in W the same way; its edge term is per source neuron:
+
+    z_i(t) = (y_i(t) + a_i u_i(t) - b_i - s_i tanh(u_i(t))) / g_i = sum_j W_ij phi((u_j(t) - h_j) / w_j)
+
+so the regressor of column j is x_j(t) = phi((u_j(t) - h_j) / w_j), with the true w_j and h_j of the
+source neuron's type (the "true transfer function" the oracle is given), and everything below applies
+with x in place of phi(u): ``phi_condition`` and ``silent`` are then about x.
+
 The **oracle** regresses z on phi(u) over the training frames, one least-squares problem per row, all rows
 in one solve (one SVD of the design, shared by every right-hand side). The design is centred (an intercept
 per row): a learner's lin_phi absorbs any constant, so a presynaptic neuron whose phi(u_j) is constant
@@ -72,6 +80,22 @@ def _r2(W_hat: np.ndarray, W: np.ndarray) -> float:
     return float((dx @ dy) ** 2 / (sxx * syy))
 
 
+def regression(
+    u: np.ndarray, y: np.ndarray, p: np.ndarray, phi: str, model: str = "PDE_N2"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Design x (F, N), target z (F, N) with z = x W^T exactly, and gains g (N,) of one model.
+
+    ``u``, ``y`` (F, N) float64; ``p`` (N, 3) per-neuron [g, s, c] (PDE_N2) or (N, 6) [a, b, g, s, w, h]
+    (PDE_N4). See the module docstring for the two forms.
+    """
+    if model == "PDE_N4":
+        a, b, g, s, w, h = p.T  # (N,) each
+        x = _phi((u - h) / w, phi)  # (F, N) regressor of column j: phi((u_j - h_j) / w_j)
+        return x, (y + a * u - b - s * np.tanh(u)) / g, g
+    g, s, c = p.T  # (N,) each
+    return _phi(u, phi), (y + c * u - s * np.tanh(u)) / g, g  # (F, N), (F, N), (N,)
+
+
 def oracle(
     u: np.ndarray,
     y: np.ndarray,
@@ -80,12 +104,14 @@ def oracle(
     types: np.ndarray,
     *,
     phi: str = "tanh",
+    model: str = "PDE_N2",
     noise: float = NOISE,
     test_fraction: float = TEST_FRACTION,
     frames: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Identifiability of one data set: u, y (T, N), true W (N, N), params (n_types, 3) [g, s, c], types (N,).
+    """Identifiability of one data set: u, y (T, N), true W (N, N), params (n_types, 3) [g, s, c] for
+    ``model`` PDE_N2 or (n_types, 6) [a, b, g, s, w, h] for PDE_N4, types (N,).
 
     Returns ``ceiling``, ``R2_exact``, ``phi_condition``, ``n_silent``, ``ident_frames``, ``ident_time_s``
     (floats) and ``silent`` (list of neuron indices).
@@ -97,11 +123,9 @@ def oracle(
     idx = np.linspace(0, n_train - 1, F).round().astype(np.int64)  # (F,)
     u_f = np.asarray(u[idx], dtype=np.float64)  # (F, N)
     y_f = np.asarray(y[idx], dtype=np.float64)  # (F, N)
-    p = np.asarray(params, dtype=np.float64)[np.asarray(types)]  # (N, 3)
-    g, s, c = p[:, 0], p[:, 1], p[:, 2]  # (N,) each
-    X = _phi(u_f, phi)  # (F, N)
+    p = np.asarray(params, dtype=np.float64)[np.asarray(types)]  # (N, 3) or (N, 6)
+    X, z, g = regression(u_f, y_f, p, phi, model)  # (F, N), (F, N), (N,)
     X -= X.mean(axis=0)
-    z = (y_f + c * u_f - s * np.tanh(u_f)) / g  # (F, N)
     rng = np.random.default_rng(seed)
     y_std = float(np.asarray(y[: n_train : max(1, n_train // F)], dtype=np.float64).std())
     sigma = noise * y_std * math.sqrt(F / n_train)
@@ -128,7 +152,8 @@ def oracle(
 
 def of_data(data: Any) -> dict[str, Any]:
     """:func:`oracle` of a :class:`ntune.data.simulate.SimData`."""
-    return oracle(data.u, data.y, data.W, data.params, data.types, phi=data.config.phi)
+    cfg = data.config
+    return oracle(data.u, data.y, data.W, data.params, data.types, phi=cfg.phi, model=cfg.signal_model_name)
 
 
 def is_data_limited(summary: Mapping[str, Any], threshold: float) -> bool:

@@ -16,9 +16,10 @@ import numpy as np
 from ntune.config import SimulationConfig
 from ntune.data import cache
 from ntune.data.identifiability import of_data
-from ntune.data.simulate import Progress, SimData, simulate
+from ntune.data.simulate import Progress, SimData, simulate, variance_ranks
 
 log = logging.getLogger(__name__)
+RANK_KEYS = ("effective_rank_90", "effective_rank_99")  # upstream's activity complexity, in the summary
 
 
 def _arrays(data: SimData) -> dict[str, np.ndarray]:
@@ -45,13 +46,23 @@ def _from_entry(entry: Path, config: SimulationConfig, warn: bool = True) -> Sim
     a, meta = found
     summary = {k: float(v) for k, v in meta["summary"].items()}
     data = SimData(a["u"], a["y"], a["W"], a["mask"], a["types"], a["params"], config, summary, entry)
-    if "ceiling" in summary:
-        data.silent = list(meta.get("silent", []))
+    data.silent = list(meta.get("silent", []))
+    if "ceiling" in summary and RANK_KEYS[0] in summary:
         return data
-    with cache.entry_lock(entry):  # an entry cached before identifiability existed: compute it once
-        add_identifiability(data)
+    with cache.entry_lock(entry):  # an entry cached before these numbers existed: compute them once
+        if RANK_KEYS[0] not in summary:
+            add_variance_ranks(data)
+        if "ceiling" not in summary:
+            add_identifiability(data)
         cache.update_meta(entry, {"summary": data.summary, "silent": data.silent})
     return data
+
+
+def add_variance_ranks(data: SimData) -> None:
+    """Add upstream's activity complexity (:func:`ntune.data.simulate.variance_ranks`) to ``data.summary``."""
+    finite = bool(data.summary.get("finite", 1.0))
+    ranks = variance_ranks(data.u) if finite else (float("nan"), float("nan"))
+    data.summary.update({key: float(r) for key, r in zip(RANK_KEYS, ranks, strict=True)})
 
 
 def add_identifiability(data: SimData) -> None:

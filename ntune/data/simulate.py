@@ -1,4 +1,5 @@
-"""PDE_N2 simulator: du_i/dt = -c_i u_i + s_i tanh(u_i) + g_i sum_j W_ij phi(u_j), explicit Euler.
+"""Simulator of PDE_N2, du_i/dt = -c_i u_i + s_i tanh(u_i) + g_i sum_j W_ij phi(u_j), and of PDE_N4
+(:mod:`ntune.data.pde_n4`), explicit Euler.
 
 Randomness: one ``numpy.random.Generator(PCG64(simulation.seed))`` draws, in this order, the W
 entries and the mask uniforms (:mod:`ntune.data.connectivity`), u0 ~ 5 N(0, 1) (N values), then the
@@ -22,20 +23,29 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ntune.config import SimulationConfig
+from ntune.config import ConfigError, SimulationConfig
 from ntune.data.connectivity import make_connectivity, spectral_radius
+from ntune.data.pde_n4 import pde_n4_params, pde_n4_step
 
 if TYPE_CHECKING:
     import torch
 
 
 Progress = Callable[[int, int], None]
+Rhs = Callable[["torch.Tensor", "torch.Tensor"], None]  # rhs(u, y) writes du/dt of u (N,) into y (N,)
 NOISE_CHUNK = 1024
 # Intra-op threads of the CPU Euler loop up to this N. One (N, N) mat-vec per step is too small to
 # share: on 2 busy cores 2 threads took 5.6 ms/step against 0.11 ms/step for 1 (benchmarks/README.md).
 SINGLE_THREAD_MAX_N = 4096
 PROGRESS_EVERY = 1000
 RANK_FRAMES = 2000
+# Upstream's activity SVD (analyze_data_svd): at most 1024 neurons (stride), 1e7 values (frame stride),
+# 100 components; the effective rank at p is the number of components that reach p of their variance.
+VARIANCE_MAX_NEURONS = 1024
+VARIANCE_MAX_VALUES = 10_000_000
+VARIANCE_MAX_COMPONENTS = 100
+VARIANCE_CHUNK = 2048  # frames per float64 block of the Gram matrix
+TRAINED_MODELS = ("PDE_N2",)
 
 
 @dataclass
@@ -47,9 +57,9 @@ class SimData:
     W: np.ndarray  # (N, N) float32 true connectivity, masked, zero diagonal; row i = postsynaptic
     mask: np.ndarray  # (N, N) bool, True where an off-diagonal synapse exists
     types: np.ndarray  # (N,) int64 neuron type, contiguous blocks
-    params: np.ndarray  # (n_types, 3) float32 rows [g, s, c]
+    params: np.ndarray  # (n_types, 3) float32 rows [g, s, c]; PDE_N4: (n_types, 6) [a, b, g, s, w, h]
     config: SimulationConfig
-    summary: dict[str, float]  # spectral_radius, activity_std, effective_rank, n_synapses, ceiling, ...
+    summary: dict[str, float]  # spectral_radius, activity_std, effective_rank(_90, _99), ceiling, ...
     path: Path | None = None  # cache entry, None if not cached
     silent: list[int] | None = (
         None  # silent presynaptic neurons (ntune.data.identifiability), None if not computed
@@ -61,11 +71,26 @@ def neuron_types(n_neurons: int, n_types: int) -> np.ndarray:
     return (np.arange(n_neurons) * n_types // n_neurons).astype(np.int64)
 
 
-def neuron_params(params: Any, types: Any) -> tuple[Any, Any, Any]:
-    """Per-neuron g, s, c, each (N,), from per-type rows ``params`` (n_types, 3) and ``types`` (N,).
+def check_trainable(config: SimulationConfig) -> None:
+    """Raise :class:`ConfigError` when the trainer cannot learn ``config``'s model (only PDE_N2 so far)."""
+    if config.signal_model_name not in TRAINED_MODELS:
+        raise ConfigError(
+            f"simulation.signal_model_name: {config.signal_model_name} is simulated, its trainer is not "
+            f"built yet (trainable: {', '.join(TRAINED_MODELS)}); `ntune simulate` works for it"
+        )
 
-    Works for numpy arrays and torch tensors alike (returns the same kind).
+
+def neuron_params(params: Any, types: Any) -> tuple[Any, Any, Any]:
+    """Per-neuron g, s, c, each (N,), from PDE_N2 rows ``params`` (n_types, 3) and ``types`` (N,).
+
+    Works for numpy arrays and torch tensors alike (returns the same kind). Rows of another width
+    (PDE_N4's [a, b, g, s, w, h]) raise :class:`ConfigError`: the PDE_N2 trainer cannot use them.
     """
+    if params.shape[-1] != 3:
+        raise ConfigError(
+            f"simulation.signal_model_name: PDE_N4 is simulated, its trainer is not built yet (params rows "
+            f"have {params.shape[-1]} columns; the PDE_N2 trainer reads [g, s, c])"
+        )
     p = params[types]  # (N, 3)
     return p[:, 0], p[:, 1], p[:, 2]
 
@@ -79,6 +104,22 @@ def pde_n2_rhs(
     tanh_u = torch.tanh(u)  # (..., N)
     phi_u = tanh_u if phi == "tanh" else u  # (..., N)
     return -c * u + s * tanh_u + g * (phi_u @ W.T)  # (..., N)
+
+
+def pde_n2_step(W: torch.Tensor, g: torch.Tensor, s: torch.Tensor, c: torch.Tensor, phi: str = "tanh") -> Rhs:
+    """``rhs(u, y)`` that writes :func:`pde_n2_rhs` of u (N,) into y (N,), reusing its buffers (no allocation)."""
+    import torch
+
+    neg_c = -c  # (N,)
+    tanh_u, msg = torch.empty_like(c), torch.empty_like(c)  # (N,) each
+
+    def rhs(u: torch.Tensor, y: torch.Tensor) -> None:
+        torch.tanh(u, out=tanh_u)
+        torch.mv(W, tanh_u if phi == "tanh" else u, out=msg)  # (N,) sum_j W_ij phi(u_j)
+        torch.mul(g, msg, out=y)
+        y.addcmul_(s, tanh_u).addcmul_(neg_c, u)
+
+    return rhs
 
 
 def resolve_device(device: str) -> str:
@@ -98,7 +139,7 @@ def simulate(config: SimulationConfig, *, progress: Progress | None = None) -> S
     W, mask = make_connectivity(config, rng)  # (N, N), (N, N)
     n, n_burn, n_frames = config.n_neurons, -config.start_frame, config.n_frames
     types = neuron_types(n, config.n_neuron_types)  # (N,)
-    params = np.asarray(config.params, dtype=np.float32)  # (n_types, 3)
+    params = np.asarray(config.params, dtype=np.float32)  # (n_types, 3) or (n_types, 6)
     u0 = (5.0 * rng.standard_normal(n)).astype(np.float32)  # (N,)
 
     device = torch.device(resolve_device(config.device))
@@ -107,25 +148,17 @@ def simulate(config: SimulationConfig, *, progress: Progress | None = None) -> S
     on_cpu = device.type == "cpu"
     u_out = torch.from_numpy(u_all) if on_cpu else torch.empty((n_frames, n), device=device)  # (T, N)
     y_out = torch.from_numpy(y_all) if on_cpu else torch.empty((n_frames, n), device=device)  # (T, N)
-    g, s, c = (torch.from_numpy(np.ascontiguousarray(v)).to(device) for v in neuron_params(params, types))
+    split = pde_n4_params if config.signal_model_name == "PDE_N4" else neuron_params
+    per_neuron = [torch.from_numpy(np.ascontiguousarray(v)).to(device) for v in split(params, types)]  # (N,)
     threads = torch.get_num_threads()
     if on_cpu and n <= SINGLE_THREAD_MAX_N:
         torch.set_num_threads(1)
     try:
         with torch.inference_mode():
-            _integrate(
-                torch.from_numpy(u0).to(device),
-                torch.from_numpy(W).to(device),
-                g,
-                s,
-                c,
-                config,
-                rng,
-                u_out,
-                y_out,
-                n_burn,
-                progress,
-            )
+            W_t = torch.from_numpy(W).to(device)  # (N, N)
+            step = pde_n4_step if config.signal_model_name == "PDE_N4" else pde_n2_step
+            rhs = step(W_t, *per_neuron, phi=config.phi)
+            _integrate(torch.from_numpy(u0).to(device), rhs, config, rng, u_out, y_out, n_burn, progress)
             if not on_cpu:
                 u_all[:] = u_out.cpu().numpy()
                 y_all[:] = y_out.cpu().numpy()
@@ -137,10 +170,7 @@ def simulate(config: SimulationConfig, *, progress: Progress | None = None) -> S
 
 def _integrate(
     u0: torch.Tensor,
-    W: torch.Tensor,
-    g: torch.Tensor,
-    s: torch.Tensor,
-    c: torch.Tensor,
+    rhs: Rhs,
     config: SimulationConfig,
     rng: np.random.Generator,
     u_out: torch.Tensor,
@@ -154,18 +184,13 @@ def _integrate(
     n_frames, n = u_out.shape
     total = n_burn + n_frames
     dt, level = config.delta_t, config.noise_model_level
-    neg_c = -c  # (N,)
     u = u0.clone()  # (N,) working state
-    tanh_u, msg, y_burn = torch.empty_like(u), torch.empty_like(u), torch.empty_like(u)  # (N,) each
-    phi_u = tanh_u if config.phi == "tanh" else u  # (N,) alias, refreshed by the tanh below
+    y_burn = torch.empty_like(u)  # (N,)
     noise = None
     for step in range(total):
         t = step - n_burn
         y = y_out[t] if t >= 0 else y_burn  # (N,)
-        torch.tanh(u, out=tanh_u)
-        torch.mv(W, phi_u, out=msg)  # (N,) sum_j W_ij phi(u_j)
-        torch.mul(g, msg, out=y)
-        y.addcmul_(s, tanh_u).addcmul_(neg_c, u)
+        rhs(u, y)
         if t >= 0:
             u_out[t].copy_(u)
         if step == total - 1:
@@ -196,6 +221,33 @@ def effective_rank(u: np.ndarray, max_frames: int = RANK_FRAMES) -> float:
     return float(np.sum(s2) ** 2 / denom) if denom > 0 else 0.0
 
 
+def variance_ranks(u: np.ndarray, levels: tuple[float, ...] = (0.9, 0.99)) -> tuple[int, ...]:
+    """Upstream's activity complexity: per level p, the fewest components of u whose variance reaches p.
+
+    As upstream's ``analyze_data_svd`` reports "effective rank (90% var)" and "(99% var)": the activity
+    u (T, N) is not centred; at most ``VARIANCE_MAX_NEURONS`` neurons (every ceil(N / 1024)-th) and
+    ``VARIANCE_MAX_VALUES`` values (every ceil(T N' / 1e7)-th frame) are used; the squared singular
+    values s_1^2 >= s_2^2 >= ... of the top k = min(100, min(T', N') - 1) components are kept, and the
+    rank at p is 1 + the first index where cumsum(s^2) / sum(s^2) >= p. The s^2 are the eigenvalues of the
+    Gram matrix X^T X, accumulated in float64 blocks of ``VARIANCE_CHUNK`` frames (upstream's randomized
+    SVD approximates the same values).
+    """
+    T, N = u.shape
+    x = u[:, :: -(-N // VARIANCE_MAX_NEURONS)]  # (T, N')
+    x = x[:: -(-(T * x.shape[1]) // VARIANCE_MAX_VALUES)]  # (T', N')
+    gram = np.zeros((x.shape[1], x.shape[1]))  # (N', N')
+    for start in range(0, len(x), VARIANCE_CHUNK):
+        block = np.asarray(x[start : start + VARIANCE_CHUNK], dtype=np.float64)  # (chunk, N')
+        gram += block.T @ block
+    k = max(1, min(VARIANCE_MAX_COMPONENTS, min(x.shape) - 1))
+    s2 = np.clip(np.linalg.eigvalsh(gram)[::-1][:k], 0.0, None)  # (k,) descending
+    total = float(s2.sum())
+    if total <= 0:
+        return tuple(0 for _ in levels)
+    cum = np.cumsum(s2) / total  # (k,)
+    return tuple(int(min(np.searchsorted(cum, p), k - 1)) + 1 for p in levels)
+
+
 def summarize(u: np.ndarray, W: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """Scalar description of a data set (also printed by ``ntune simulate``).
 
@@ -209,11 +261,14 @@ def summarize(u: np.ndarray, W: np.ndarray, mask: np.ndarray) -> dict[str, float
     with threadpool_limits(1):
         rho = spectral_radius(W)
         rank = effective_rank(u) if finite else float("nan")
+        rank_90, rank_99 = variance_ranks(u) if finite else (float("nan"), float("nan"))
     return {
         "spectral_radius": rho,
         "activity_std": float(u.std(dtype=np.float64)) if finite else float("nan"),
         "activity_max_abs": float(np.abs(u).max()) if finite else float("nan"),
         "effective_rank": rank,
+        "effective_rank_90": float(rank_90),
+        "effective_rank_99": float(rank_99),
         "n_synapses": float(n_syn),
         "connectivity_filling_factor": n_syn / (n * (n - 1)) if n > 1 else 0.0,
         "finite": float(finite),

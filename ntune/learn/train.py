@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ntune.config import NtuneConfig, TrainingConfig
-from ntune.data.simulate import SimData, resolve_device
+from ntune.data.simulate import SimData, check_trainable, resolve_device
 from ntune.learn.allocator import keep_freed_memory
 from ntune.learn.loop import Progress, RunLog
 from ntune.learn.loss import LOSS_TERMS, l1_coefficient, loss_terms, soft_threshold_
@@ -93,6 +93,7 @@ def fit(
     ``on_progress(metrics)`` is called about ``training.n_log_points`` times and once at the end, each time
     with every key of ``ntune.learn.metrics.REPORTED_METRICS``. TensorBoard events go to ``log_dir`` when given.
     """
+    check_trainable(config.simulation)  # a model ntune simulates but cannot train yet: refused up front
     tc = config.training
     dev = torch.device(resolve_device(device or tc.device))
     if dev.type == "cpu":

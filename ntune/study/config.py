@@ -26,6 +26,7 @@ from ntune.config import (
     read_yaml,
     set_dotted,
 )
+from ntune.data.simulate import check_trainable
 from ntune.study.guards import BAD_NAME_CHARS
 from searchers.objective import default_thresholds, default_weights
 from searchers.space import validate_domain
@@ -358,6 +359,7 @@ def study_from_dict(
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, StudyConfig, data)) from None
     base = resolve_base(study, study_dir)
+    check_trainable(config_from_dict(base).simulation)
     for key, dom in study.space.items():
         _check_key(base, f"space.{key}", key, _domain_samples(dom))
     _check_key(base, f"blocks.{study.block_key}", study.block_key, study.block_values)

@@ -1,4 +1,4 @@
-"""Upstream NeuralGraph signal_N2 YAML <-> ntune config: the importer and the inverse map of the exporter.
+"""Upstream NeuralGraph signal YAML (PDE_N2, PDE_N4) <-> ntune config: the importer and the exporter's inverse map.
 
 Upstream keeps its own schema (``simulation``, ``graph_model``, ``plotting``, ``training`` plus
 top-level ``description`` and ``dataset``). :data:`FIELD_MAP` is the one table of the fields whose
@@ -10,6 +10,11 @@ under upstream ``simulation`` wins on import; the export writes wherever the tem
 Upstream ``cluster_method`` names ``kmeans*`` map to ``kmeans`` and ``distance_*`` (hierarchical
 clustering) to ``single_linkage``; the export keeps the template's spelling when it imports to the
 value being written, and refuses a value that no upstream spelling imports back to.
+
+Two upstream rules need more than one leaf: upstream ``simulation.connectivity_type`` ``chaotic`` or
+``low_rank`` draws W itself and overrides ``connectivity_distribution`` (:data:`SWITCHES`; other values
+leave W to the distribution and are ignored); upstream lists a ``params`` row per type it may ever use, and
+ntune takes the first ``n_neuron_types`` rows (the others are never indexed) and reports how many it dropped.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ntune.config import ConfigError, NtuneConfig, config_from_dict, read_yaml, set_dotted
+from ntune.config import PARAM_COLUMNS, ConfigError, NtuneConfig, config_from_dict, read_yaml, set_dotted
 
 # upstream dotted name -> ntune dotted name (values copied, or converted by CONVERTERS, then validated by ntune)
 FIELD_MAP: dict[str, str] = {
@@ -32,11 +37,14 @@ FIELD_MAP: dict[str, str] = {
     "simulation.connectivity_filling_factor": "simulation.connectivity_filling_factor",
     "simulation.connectivity_distribution": "simulation.connectivity_type",
     "simulation.connectivity_init": "simulation.connectivity_init",
+    "simulation.connectivity_rank": "simulation.connectivity_rank",
+    "simulation.Dale_law": "simulation.Dale_law",
+    "simulation.Dale_law_factor": "simulation.Dale_law_factor",
     "simulation.params": "simulation.params",
     "simulation.phi": "simulation.phi",
     "simulation.noise_model_level": "simulation.noise_model_level",
     "simulation.seed": "simulation.seed",
-    "graph_model.signal_model_name": "graph_model.signal_model_name",
+    "graph_model.signal_model_name": "simulation.signal_model_name",  # upstream's model names the simulator
     "graph_model.embedding_dim": "graph_model.embedding_dim",
     "graph_model.hidden_dim": "graph_model.hidden_dim",
     "graph_model.n_layers": "graph_model.n_layers",
@@ -55,7 +63,15 @@ FIELD_MAP: dict[str, str] = {
 }
 # upstream dotted name -> ntune dotted name, read only when the field's FIELD_MAP name is absent
 ALIASES: dict[str, str] = {"training.noise_model_level": "simulation.noise_model_level"}
+# upstream dotted name -> the FIELD_MAP upstream name it overrides when ntune takes its value
+SWITCHES: dict[str, str] = {"simulation.connectivity_type": "simulation.connectivity_distribution"}
 CONNECTIVITY_TYPES = ("Lorentz", "Gaussian")
+SWITCHED_TYPES = ("chaotic", "low_rank")  # upstream connectivity_type values that draw W themselves
+DISTRIBUTION_TYPES = (
+    "none",
+    "distance",
+)  # upstream connectivity_type values that leave W to the distribution
+SIGNAL_MODELS = ("PDE_N2", "PDE_N4")
 
 
 class _Ignored:
@@ -100,9 +116,19 @@ def _cluster_method(value: Any) -> Any:
     return IGNORED
 
 
+def _switched_type(value: Any) -> Any:
+    if value in SWITCHED_TYPES:
+        return value
+    if value in DISTRIBUTION_TYPES:
+        return IGNORED  # W is drawn from connectivity_distribution
+    valid = ", ".join(repr(n) for n in (*SWITCHED_TYPES, *DISTRIBUTION_TYPES))
+    raise ConfigError(f"simulation.connectivity_type: {value!r} is not supported; valid: {valid}")
+
+
 def _signal_model(value: Any) -> Any:
-    if value != "PDE_N2":
-        raise ConfigError(f"graph_model.signal_model_name: {value!r} is not supported; valid: 'PDE_N2'")
+    if value not in SIGNAL_MODELS:
+        valid = ", ".join(repr(n) for n in SIGNAL_MODELS)
+        raise ConfigError(f"graph_model.signal_model_name: {value!r} is not supported; valid: {valid}")
     return value
 
 
@@ -112,6 +138,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "simulation.connectivity_init": _connectivity_init,
     "training.cluster_method": _cluster_method,
     "graph_model.signal_model_name": _signal_model,
+    "simulation.connectivity_type": _switched_type,
 }
 
 
@@ -134,11 +161,13 @@ def _primary(key: str) -> str | None:
 
 
 def _translate(flat: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The ntune dict for the upstream leaves ``flat`` and the sorted upstream names left out."""
+    """The ntune dict for the upstream leaves ``flat`` and the sorted upstream names left out (plus a
+    ``simulation.params`` note when rows beyond ``n_neuron_types`` were dropped)."""
     out: dict[str, Any] = {}
     ignored = []
+    overridden = {SWITCHES[n] for n, v in flat.items() if n in SWITCHES and import_value(n, v) is not IGNORED}
     for name, value in flat.items():
-        target = FIELD_MAP.get(name)
+        target = FIELD_MAP.get(SWITCHES.get(name, name)) if name not in overridden else None
         if name in ALIASES and _primary(ALIASES[name]) not in flat:
             target = ALIASES[name]
         converted = IGNORED if target is None else import_value(name, value)
@@ -146,7 +175,30 @@ def _translate(flat: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             ignored.append(name)
         else:
             set_dotted(out, target, converted)
+    ignored += _first_params_rows(out.get("simulation", {}))
     return out, sorted(ignored)
+
+
+def _first_params_rows(sim: dict[str, Any]) -> list[str]:
+    """Keep the first ``n_neuron_types`` rows of ``sim["params"]`` (in place) and return a note naming how
+    many were dropped ([] if none); refuse rows whose width does not fit the model, naming the model field.
+    """
+    params, n_types = sim.get("params"), sim.get("n_neuron_types")
+    if not isinstance(params, list):
+        return []
+    model = sim.get("signal_model_name", "PDE_N2")
+    columns = PARAM_COLUMNS[model]
+    for k, row in enumerate(params):
+        if isinstance(row, list) and len(row) != len(columns):
+            raise ConfigError(
+                f"simulation.params: row {k} is {row}; graph_model.signal_model_name {model!r} takes rows "
+                f"[{', '.join(columns)}] ({len(columns)} numbers)"
+            )
+    if not isinstance(n_types, int) or isinstance(n_types, bool) or not 0 < n_types < len(params):
+        return []
+    dropped = len(params) - n_types
+    sim["params"] = params[:n_types]
+    return [f"simulation.params ({dropped} of {len(params)} rows dropped: n_neuron_types is {n_types})"]
 
 
 def _imports_to(name: str, value: Any, wanted: Any) -> bool:
@@ -165,6 +217,8 @@ def upstream_values(values: Mapping[str, Any], template: Mapping[str, Any]) -> d
     ``template`` (a nested mapping) holds, else to its FIELD_MAP name. The template's value is kept where
     it already imports as the value (``'gaussian'`` for ``Gaussian``, ``distance_plot`` for
     ``single_linkage``), else the ntune value is written, so importing the result gives back ``values``.
+    A :data:`SWITCHES` name counts as one more upstream name of the field it overrides (a chaotic template's
+    ``connectivity_type``).
     Raises :class:`~ntune.config.ConfigError` naming a field upstream has no name for, or a value that no
     upstream spelling imports back to.
     """
@@ -172,6 +226,7 @@ def upstream_values(values: Mapping[str, Any], template: Mapping[str, Any]) -> d
     out: dict[str, Any] = {}
     for key, value in values.items():
         names = upstream_names(key)
+        names += [s for s, primary in SWITCHES.items() if primary in names]
         if not names:
             shared = ", ".join(sorted(set(FIELD_MAP.values()) | set(ALIASES.values())))
             raise ConfigError(
@@ -191,7 +246,7 @@ def upstream_values(values: Mapping[str, Any], template: Mapping[str, Any]) -> d
 
 
 def import_upstream(path: str | Path) -> tuple[NtuneConfig, list[str]]:
-    """The ntune config of an upstream NeuralGraph signal_N2 YAML and the sorted dotted upstream names ignored.
+    """The ntune config of an upstream NeuralGraph signal YAML and the sorted dotted upstream names ignored.
 
     Raises :class:`~ntune.config.ConfigError` naming the file and the field for an unreadable file, an
     unsupported model or distribution, or values ntune rejects.

@@ -60,7 +60,12 @@ def config_show(config: ConfigArg, set_: SetOpt = None) -> None:
 
 @config_app.command("import")
 def config_import(
-    upstream: Annotated[Path, typer.Argument(help="An upstream NeuralGraph signal_N2 YAML.")],
+    upstream: Annotated[
+        Path,
+        typer.Argument(
+            help="An upstream NeuralGraph signal YAML (PDE_N2, or PDE_N4 such as signal_chaotic)."
+        ),
+    ],
     out: Annotated[Path | None, typer.Option(help="Write the ntune config here (default: print it).")] = None,
 ) -> None:
     """Convert an upstream NeuralGraph N2 config; lists the upstream fields ntune ignores."""

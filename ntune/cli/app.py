@@ -68,7 +68,7 @@ def config_import(
     ],
     out: Annotated[Path | None, typer.Option(help="Write the ntune config here (default: print it).")] = None,
 ) -> None:
-    """Convert an upstream NeuralGraph N2 config; lists the upstream fields ntune ignores."""
+    """Convert an upstream NeuralGraph signal config (PDE_N2 or PDE_N4); lists the upstream fields ntune ignores."""
     from ntune.upstream import import_upstream
 
     try:

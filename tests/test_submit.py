@@ -186,3 +186,34 @@ def test_submit_runs_a_study_as_a_ray_job(tmp_path: Path, head: tuple[str, dict[
     assert status.returncode == 0, status.stderr
     assert "submitted: 2/2 trials done, 0 running" in status.stdout
     print(f"\nntune submit --follow: 2-trial study as a Ray Job in {wall:.0f} s")
+
+
+class _Head:
+    """A job client whose head has no job agent for its first ``missing`` submissions (Ray's answer)."""
+
+    def __init__(
+        self, missing: int, error: str = "No available agent to submit job, please try again later."
+    ) -> None:
+        self.missing, self.error, self.calls = missing, error, 0
+
+    def submit_job(self, **job: object) -> str:
+        self.calls += 1
+        if self.calls <= self.missing:
+            raise RuntimeError(f"Request failed with status code 500: {self.error}.")
+        return str(job["submission_id"])
+
+
+def test_a_head_without_its_job_agent_yet_is_asked_again() -> None:
+    from ntune.tune.submit import submit_when_ready
+
+    head = _Head(missing=2)
+    submit_when_ready(head, wait_s=5.0, pause_s=0.01, submission_id="j")
+    assert head.calls == 3
+    late = _Head(missing=100)
+    with pytest.raises(RuntimeError, match="No available agent"):
+        submit_when_ready(late, wait_s=0.05, pause_s=0.01, submission_id="j")
+    assert 2 <= late.calls <= 6
+    other = _Head(missing=1, error="Job with submission_id j already exists")
+    with pytest.raises(RuntimeError, match="already exists"):
+        submit_when_ready(other, wait_s=5.0, pause_s=0.01, submission_id="j")
+    assert other.calls == 1  # any other refusal is final at once

@@ -154,6 +154,25 @@ def _client(address: str) -> Any:
         raise ConfigError(f"--address: cannot reach the Ray dashboard at {address} ({first})") from None
 
 
+# A head whose dashboard is up may not have its job agent yet (just after `ray start`): Ray answers
+# "No available agent to submit job, please try again later", so ntune does, for up to AGENT_WAIT_S.
+AGENT_WAIT_S = 60.0
+NO_AGENT = "No available agent to submit job"
+
+
+def submit_when_ready(client: Any, *, wait_s: float = AGENT_WAIT_S, pause_s: float = 2.0, **job: Any) -> None:
+    """``client.submit_job(**job)``, tried again while the head has no job agent yet (at most ``wait_s``)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.submit_job(**job)
+            return
+        except RuntimeError as err:
+            if NO_AGENT not in str(err) or time.monotonic() + pause_s > deadline:
+                raise
+            time.sleep(pause_s)
+
+
 def submit_study(
     study_path: str | Path,
     *,
@@ -174,7 +193,8 @@ def submit_study(
         study_file = stage_study(study_path, Path(tmp))
         command = entrypoint(study_file, overrides, name, storage, fresh)
         try:
-            client.submit_job(
+            submit_when_ready(
+                client,
                 entrypoint=command,
                 submission_id=job_id,
                 runtime_env={"working_dir": tmp},

@@ -107,6 +107,7 @@ def replay(trials: list[Replayed], rule: LineageRule) -> dict[str, float]:
         "false": false,
         "saved_children": saved / child_iterations if child_iterations else 0.0,
         "saved_all": saved / total if total else 0.0,
+        "children_share": child_iterations / total if total else 0.0,
     }
 
 
@@ -116,6 +117,11 @@ def main() -> None:
     args = parser.parse_args()
     trials = [t for e in args.experiments for t in load(e)]
     print(f"{len(trials)} trials from {len(args.experiments)} experiment(s)")
+    share = replay(trials, LineageRule())["children_share"]
+    print(
+        f"search children with a finished parent: {share:.1%} of all iterations; no lineage rule can save more "
+        f"(at most {1 / (1 - share):.2f}x fewer training iterations)"
+    )
     print(
         f"{'min_fraction':>12} {'margin':>6} {'patience':>8} {'children':>8} {'stopped':>7} {'false':>5} "
         f"{'saved (children)':>16} {'saved (all)':>11}"

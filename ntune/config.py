@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -291,6 +291,7 @@ def _model_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] 
         if not isinstance(part, str) or part not in model.model_fields:
             return None
         ann = model.model_fields[part].annotation
+        ann = next((a for a in get_args(ann) if a is not type(None)), ann)  # an optional section's model
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             model = ann
         else:

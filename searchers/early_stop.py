@@ -11,9 +11,13 @@ made of. Pure Python, no Ray.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from searchers.tree import Tree
 
 Curve = Sequence[tuple[float, float]]  # (fraction of training done, score), fractions increasing
 
@@ -64,3 +68,30 @@ class LineageRule:
             if behind >= self.patience:
                 return fraction
         return None
+
+
+def curve_point(result: Mapping[str, Any]) -> tuple[float, float] | None:
+    """A result's point on its learning curve: (``progress``, ``score``); None without both as finite numbers."""
+    progress, value = result.get("progress"), result.get("score")
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (progress, value))
+    if not numbers or not (math.isfinite(progress) and math.isfinite(value)):  # type: ignore[arg-type]
+        return None
+    return float(progress), float(value)  # type: ignore[arg-type]
+
+
+def parent_curve(tree: Tree, trial_id: str) -> Curve | None:
+    """The curve a pending trial is judged against: its parent's best run's (highest score, among runs
+    with a curve), when the trial is the first run of a child node; None for anything never stopped
+    (a root, a repeat, a retry, a held-out run, a node of a :data:`NEVER_STOPPED` strategy) or a
+    parent without a recorded curve."""
+    node = tree.nodes[tree.trials[trial_id]]
+    first_run = not node.runs and list(node.pending) == [trial_id]
+    if (
+        node.parent is None
+        or node.strategy in NEVER_STOPPED
+        or not first_run
+        or trial_id in tree.held_out.pending
+    ):
+        return None
+    runs = [r for r in tree.nodes[node.parent].runs if r.curve]
+    return max(runs, key=lambda r: r.score).curve if runs else None

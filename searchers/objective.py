@@ -9,7 +9,9 @@
   that ran (its status is not a failed one) but did not converge on data that cannot decide W
   (``metrics["data_limited"]`` true: the network's identifiability ceiling is below the R^2
   threshold) is ``data-limited`` instead: it says nothing about the config
-  (:mod:`searchers.robustness` does not count it).
+  (:mod:`searchers.robustness` does not count it). A run stopped early (status ``stopped``: it lagged
+  its parent, :mod:`searchers.early_stop`) is ``stopped``: a partial result, scored on its metrics at
+  the stop, never converged and never a failure of its config.
 * ``DEFAULT_WEIGHTS`` / ``DEFAULT_THRESHOLDS``: 0.6 connectivity_R2 + 0.4 cluster_accuracy, 0.9 each.
 
 The searcher's trees, the trainer's metrics, the journal records and the study config all use these.
@@ -26,7 +28,8 @@ DEFAULT_THRESHOLDS: dict[str, float] = {"connectivity_R2": 0.9, "cluster_accurac
 FAIL_LEVEL = 0.1
 FAILED_STATUSES = ("diverged", "error", "missing", "unknown", "incomplete")
 SUFFIX = {"connectivity_R2": "W", "cluster_accuracy": "E"}
-CLASSES = ("converged", "partial-W", "partial-E", "partial", "failed", "data-limited")
+STOPPED = "stopped"  # the status and the class of a run stopped early
+CLASSES = ("converged", "partial-W", "partial-E", "partial", "failed", "data-limited", STOPPED)
 
 
 def default_weights() -> dict[str, float]:
@@ -77,6 +80,8 @@ def score(metrics: Mapping[str, Any] | None, weights: Mapping[str, float] | None
 def classify(metrics: Mapping[str, Any] | None, thresholds: Mapping[str, float] | None = None) -> str:
     """converged / partial-W / partial-E / partial / failed / data-limited under ``thresholds`` (see
     the module doc)."""
+    if metrics and metrics.get("status") == STOPPED:
+        return STOPPED
     found = _classify(metrics, thresholds)
     if (
         found != "converged"

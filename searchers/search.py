@@ -30,7 +30,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from searchers.dotted import get_dotted, set_dotted
-from searchers.objective import classify, metric_value, score
+from searchers.early_stop import LineageRule, curve_point, parent_curve
+from searchers.objective import STOPPED, classify, metric_value, score
 from searchers.policy import BlockState, Decision, decide, record
 from searchers.record import HELD_OUT, SEARCH_KEY, SearchRecord
 from searchers.robustness import held_out_seed, instance_seed
@@ -70,6 +71,7 @@ class TreeSearch:
         self.rng = random.Random(self.settings.seed)
         self.max_concurrent: int = 0  # 0: no limit
         self.live: dict[str, str] = {}  # trial_id -> block label
+        self.curves: dict[str, list[tuple[float, float]]] = {}  # live trial_id -> (progress, score) so far
         self.outcomes: list[dict[str, Any]] = []  # unknown / duplicate trial ids, logged and kept
         self.n_suggested = 0
         self.uids: dict[str, dict[int, int]] = {label: {} for label in self.trees}  # study-wide node ids
@@ -271,11 +273,28 @@ class TreeSearch:
             rule=decision.rule or "",
         )
 
-    # ---- complete and adopt
+    # ---- observe, complete and adopt
+    def observe(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        """Add an intermediate result's (``progress``, ``score``) to the learning curve of a live trial."""
+        point = curve_point(result)
+        if trial_id in self.live and point is not None:
+            self.curves.setdefault(trial_id, []).append(point)
+
+    def stop_at(self, trial_id: str, result: Mapping[str, Any], rule: LineageRule) -> float | None:
+        """The fraction of training at which ``rule`` stops the live trial, given its latest ``result``
+        (not yet observed); None while it goes on (:func:`searchers.early_stop.parent_curve`)."""
+        label, point = self.live.get(trial_id), curve_point(result)
+        reference = None if label is None or point is None else parent_curve(self.trees[label], trial_id)
+        if reference is None or point is None:
+            return None
+        at = rule.stop_at([*self.curves.get(trial_id, []), point], reference)
+        return None if at is None else point[0]
+
     def complete(self, trial_id: str, result: Mapping[str, Any] | None, error: bool = False) -> None:
         """Record the run of ``trial_id``: its score and class from ``result`` (None: missing; ``error``:
         failed). An unknown or already completed trial id is noted in ``outcomes`` and changes nothing."""
         label = self.live.pop(trial_id, None)
+        curve = self.curves.pop(trial_id, [])
         if label is None:
             known = any(trial_id in t.trials for t in self.trees.values())
             self.note(trial_id, "duplicate" if known else "unknown", result)
@@ -290,6 +309,9 @@ class TreeSearch:
             metrics["data_limited"] = True
         if error:
             metrics["status"] = "error"
+        elif result is not None and (result.get("stopped_at") is not None or result.get("status") == STOPPED):
+            metrics["status"] = STOPPED  # stopped early: scored on its metrics at the stop
+            metrics["stopped_at"] = metric_value(result, "stopped_at")
         elif result is None:
             metrics["status"] = "missing"
         elif any(math.isnan(metric_value(metrics, name)) for name in s.weights):
@@ -299,7 +321,10 @@ class TreeSearch:
         classification = classify(metrics, s.thresholds)
         tree = self.trees[label]
         held_out = trial_id in tree.held_out.pending
-        node = tree.complete(trial_id, run_score, metrics, classification)
+        last = curve_point(result or {})
+        if last is not None and (not curve or curve[-1] != last):
+            curve.append(last)
+        node = tree.complete(trial_id, run_score, metrics, classification, curve)
         if not held_out:  # a held-out run confirms; it does not steer the search
             record(tree, self.blocks[label], self.stats, node, run_score, classification, s.space)
 
@@ -356,6 +381,7 @@ class TreeSearch:
             "stats": copy.deepcopy(self.stats),
             "rng": self.rng.getstate(),
             "live": dict(self.live),
+            "curves": {trial_id: list(c) for trial_id, c in self.curves.items()},
             "outcomes": copy.deepcopy(self.outcomes),
             "n_suggested": self.n_suggested,
             "uids": {label: dict(u) for label, u in self.uids.items()},
@@ -373,6 +399,7 @@ class TreeSearch:
         self.rng = random.Random()
         self.rng.setstate(state["rng"])
         self.live = dict(state["live"])
+        self.curves = {trial_id: list(c) for trial_id, c in (state.get("curves") or {}).items()}
         self.outcomes = copy.deepcopy(state["outcomes"])
         self.n_suggested = state["n_suggested"]
         saved = state.get("uids") or {}

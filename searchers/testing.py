@@ -193,3 +193,36 @@ def synthetic_trainable(config: dict[str, Any]) -> None:
         result, {"connectivity_R2": 0.6, "cluster_accuracy": 0.4}
     )  # Tune checks the metric
     tune.report(result)
+
+
+CURVE_POINTS = 5  # reports of ``curve_trainable``, at progress 0.2, 0.4, ..., 1.0
+
+
+def curve_quality(config: dict[str, Any]) -> float:
+    """The final R2 and cluster accuracy of ``curve_trainable``: 1 at lr_W = 1e-3 (the base config),
+    exp(-(log10(lr_W / 1e-3))^2) elsewhere."""
+    lr_w = get_dotted(config, "training.learning_rate_W_start", 1e-3)
+    return math.exp(-(math.log10(lr_w / 1e-3) ** 2))
+
+
+def curve_trainable(config: dict[str, Any]) -> None:
+    """A Tune function trainable with a learning curve: at progress p = k / CURVE_POINTS it reports
+    R2 = cluster accuracy = p x :func:`curve_quality`, score the same, ``final`` on the last report."""
+    from ray import tune
+
+    quality = curve_quality(config)
+    for k in range(1, CURVE_POINTS + 1):
+        time.sleep(0.05)
+        progress = k / CURVE_POINTS
+        value = progress * quality
+        final = k == CURVE_POINTS
+        tune.report(
+            {
+                "progress": progress,
+                "connectivity_R2": value,
+                "cluster_accuracy": value,
+                "score": value,
+                "status": "ok",
+                "final": final,
+            }
+        )

@@ -36,6 +36,7 @@ class Run:
     metrics: dict[str, Any]
     classification: str
     status: str
+    curve: list[tuple[float, float]] = field(default_factory=list)  # (fraction of training, score) reports
 
 
 @dataclass
@@ -154,17 +155,27 @@ class Tree:
         self.held_out.pending[trial_id] = seed
         self.trials[trial_id] = node_id
 
-    def complete(self, trial_id: str, run_score: float, metrics: dict[str, Any], classification: str) -> Node:
-        """Turn a pending trial (a search run or a held-out run) into a run; ``KeyError`` if the trial is
-        not pending here."""
+    def complete(
+        self,
+        trial_id: str,
+        run_score: float,
+        metrics: dict[str, Any],
+        classification: str,
+        curve: list[tuple[float, float]] | None = None,
+    ) -> Node:
+        """Turn a pending trial (a search run or a held-out run) into a run with its learning ``curve``;
+        ``KeyError`` if the trial is not pending here."""
         node = self.nodes[self.trials[trial_id]]
         status = str(metrics.get("status", "ok"))
+        run_curve = [(float(f), float(v)) for f, v in curve or []]
         if trial_id in self.held_out.pending:
             seed = self.held_out.pending.pop(trial_id)
-            self.held_out.runs.append(Run(trial_id, seed, float(run_score), metrics, classification, status))
+            self.held_out.runs.append(
+                Run(trial_id, seed, float(run_score), metrics, classification, status, run_curve)
+            )
             return node
         seed = node.pending.pop(trial_id)
-        node.runs.append(Run(trial_id, seed, float(run_score), metrics, classification, status))
+        node.runs.append(Run(trial_id, seed, float(run_score), metrics, classification, status, run_curve))
         node.robust = is_robust([r.classification for r in node.runs], self.robustness_repeats)
         self.order.append(trial_id)
         return node

@@ -19,6 +19,7 @@ from ray.tune.search import Searcher
 
 from searchers.checkpoint import read_pickle, write_pickle
 from searchers.dotted import get_dotted
+from searchers.early_stop import LineageRule
 from searchers.record import SEARCH_KEY
 from searchers.search import TreeSearch
 from searchers.settings import SearchSettings, check
@@ -212,6 +213,22 @@ class UCBTreeSearcher(Searcher):
         """A full config with ``config[SEARCH_KEY]``; FINISHED when all budgets are allocated; None at the limit."""
         config = self.search.suggest(trial_id)
         return Searcher.FINISHED if isinstance(config, str) else config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Add an intermediate result to the trial's learning curve; never raises."""
+        try:
+            self.search.observe(trial_id, result)
+        except Exception:  # the searcher must never take the experiment down
+            logger.exception("UCBTreeSearcher: could not observe a result of trial %s", trial_id)
+
+    def stop_at(self, trial_id: str, result: dict, rule: LineageRule) -> float | None:
+        """The fraction of training at which ``rule`` stops the trial after ``result``; None: it goes on
+        (:meth:`searchers.search.TreeSearch.stop_at`). Never raises (None on any error)."""
+        try:
+            return self.search.stop_at(trial_id, result, rule)
+        except Exception:
+            logger.exception("UCBTreeSearcher: could not judge trial %s for early stopping", trial_id)
+            return None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Record the run; never raises (errors, NaN, unknown or duplicate ids become logged outcomes)."""

@@ -46,7 +46,13 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 OBJECTIVES = ("connectivity_R2", "cluster_accuracy")
-STATES = {"ok": "COMPLETE", "incomplete": "PRUNED", "diverged": "FAIL", "error": "FAIL"}  # else FAIL
+STATES = {
+    "ok": "COMPLETE",
+    "incomplete": "PRUNED",
+    "stopped": "PRUNED",
+    "diverged": "FAIL",
+    "error": "FAIL",
+}  # else FAIL
 ATTRS = ("block", "node", "parent", "id", "parent_id", "strategy", "mutation", "run", "seed", "network")
 INSTALL = "pip install 'ntune[optuna]'"
 

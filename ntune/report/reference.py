@@ -46,16 +46,25 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
+def _optional_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of an optional section (``Model | None``: absent unless the config gives it)."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return _nested_model(args[0]) if len(args) == 1 and len(get_args(annotation)) == 2 else None
+
+
 def sections(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, type[BaseModel], list[Row]]]:
     """(dotted prefix, model, rows of its own fields) for ``model`` and, after it, each nested model."""
     rows, nested = [], []
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
         sub = _nested_model(field.annotation)
+        optional = _optional_model(field.annotation)
         if sub is not None:
             nested.append((f"{path}.", sub))
         else:
             rows.append(_row(path, field))
+        if optional is not None:  # its own row (absent by default) and its fields' section
+            nested.append((f"{path}.", optional))
     yield prefix.rstrip("."), model, rows
     for sub_prefix, sub in nested:
         yield from sections(sub, sub_prefix)

@@ -28,6 +28,7 @@ from ntune.config import (
 )
 from ntune.data.simulate import check_trainable
 from ntune.study.guards import BAD_NAME_CHARS
+from ntune.study.stopping import EarlyStop
 from searchers.objective import default_thresholds, default_weights
 from searchers.space import validate_domain
 from searchers.tree import DEFAULT_UCB_C
@@ -174,6 +175,9 @@ class StudyConfig(_Model):
         f"(1 on CPU, where it does not pay; {GPU_POPULATION} when trials have a GPU).",
     )
     data_limited: DataLimited = Field(default_factory=DataLimited)
+    early_stop: EarlyStop | None = Field(
+        None, description="Lineage early stopping of search children ({} for the defaults; absent: none)."
+    )
     torch_threads: Int | None = Field(
         None, ge=1, description="torch threads per trial (default: resources.cpu)."
     )
@@ -255,6 +259,11 @@ class StudyConfig(_Model):
             raise ValueError(
                 f"held_out: {self.held_out} held-out networks need repeats_vary: instance "
                 "(with repeats_vary: seed every run trains on one network); set held_out: 0"
+            )
+        if self.early_stop is not None and self.population_size > 1:
+            raise ValueError(
+                f"early_stop needs one config per Tune trial (population: {self.population} packs "
+                f"{self.population_size}); set population: 1 or remove early_stop"
             )
         return self
 

@@ -27,6 +27,8 @@ def diagnosis_words(rec: dict[str, Any]) -> str:
         return f"no scatter: the trial raised ({rec['error'].strip().splitlines()[-1] if rec['error'] else 'error'})"
     if rec["status"] == "diverged":
         return "no scatter: training diverged (NaN/inf loss)"
+    if rec["status"] == "stopped":
+        return f"stopped at {rec['stopped_at']:.0%} of training: its score stayed below its parent's"
     if rec["status"] == "incomplete":
         return "no scatter: the trial stopped before its final report"
     m = rec["metrics"]
@@ -113,7 +115,9 @@ def observation(rec: dict[str, Any], parent: dict[str, Any] | None) -> str:
     """What the trial shows against its parent's best run (R^2, cluster accuracy) and its scatter."""
     m = rec["metrics"]
     r2, cluster = m["connectivity_R2"], m["cluster_accuracy"]
-    if rec["status"] != "ok":
+    if rec["status"] == "stopped":
+        head = f"R2 {fmt(r2, 3)}, cluster {fmt(cluster, 3)} when stopped"
+    elif rec["status"] != "ok":
         head = f"{rec['status']}"
     elif parent is None:
         head = f"R2 {fmt(r2, 3)}, cluster {fmt(cluster, 3)}"

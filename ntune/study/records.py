@@ -21,7 +21,7 @@ from ntune.learn.metrics import RECORD_METRICS
 from ntune.study.clock import stamp
 from ntune.study.info import block_label
 from ntune.study.numbers import as_float
-from searchers.objective import CLASSES, classify, score
+from searchers.objective import CLASSES, STOPPED, classify, score
 from searchers.record import SEARCH_KEY, SearchRecord
 
 __all__ = ["SEARCH_KEY", "SearchRecord", "TrialRecord", "make_record"]
@@ -64,7 +64,7 @@ class TrialRecord:
 
     trial_id: str
     time: str
-    status: str  # ok / diverged / error / incomplete
+    status: str  # ok / diverged / error / incomplete / stopped
     error: str
     block: str
     block_value: Any
@@ -75,6 +75,7 @@ class TrialRecord:
     classification: str
     trial_dir: str
     config: dict[str, Any]
+    stopped_at: float | None = None  # the fraction of training at which early stopping stopped it
     event: str = "complete"
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,16 +100,21 @@ def make_record(
 ) -> dict[str, Any]:
     """A ``complete`` record from a trial's config (with its search record) and its last result.
 
-    The status is ``error`` with an ``error`` text, ``incomplete`` without a final result, else the
-    result's own (``ok`` or ``diverged``). Score and classification are the result's, which the trainable
-    computed once under the study's objective; only a result without them (an old journal) has them
-    computed here. Anything but ``ok`` scores 0 and is ``failed``.
+    The status is ``error`` with an ``error`` text, ``stopped`` when early stopping ended it (its result
+    carries ``stopped_at``, :mod:`ntune.tune.early_stop`), ``incomplete`` without a final result, else
+    the result's own (``ok`` or ``diverged``). Score and classification are the result's, which the
+    trainable computed once under the study's objective; only a result without them (an old journal) has
+    them computed here. A stopped run keeps the score of its last report and is class ``stopped``;
+    anything else but ``ok`` scores 0 and is ``failed``.
     """
     result = result or {}
     search = dict(config.get(SEARCH_KEY) or {})
     plain = {k: v for k, v in config.items() if k != SEARCH_KEY}
+    stopped_at = result.get("stopped_at")
     if error:
         status = "error"
+    elif isinstance(stopped_at, float | int) and not result.get("final"):
+        status = STOPPED
     elif not result.get("final"):
         status = "incomplete"
     else:
@@ -130,6 +136,7 @@ def make_record(
         classification=classification,
         trial_dir=str(result.get("trial_dir", "")),
         config=plain,
+        stopped_at=as_float(stopped_at) if status == STOPPED else None,
     ).to_dict()
 
 
@@ -137,6 +144,9 @@ def judge(
     info: dict[str, Any], metrics: dict[str, float], status: str, result: dict[str, Any]
 ) -> tuple[float, str]:
     """(score, classification) of a record: the result's when it carries them, else computed from ``metrics``."""
+    if status == STOPPED:  # scored as at its last report
+        value = as_float(result.get("score"))
+        return (0.0 if math.isnan(value) else value), STOPPED
     if status != "ok":
         return 0.0, "failed"  # what the objective gives any failed status
     carried, classification = result.get("score"), result.get("classification")

@@ -46,7 +46,7 @@ class JournalCallback(Callback):
             return
         records = list(self.journal.ledger.records.values())
         for rec in records:
-            result = {**rec["metrics"], "status": rec["status"]}
+            result = {**rec["metrics"], "status": rec["status"], "stopped_at": rec.get("stopped_at")}
             error = rec["status"] in ("error", "incomplete")
             if rec["trial_id"] in live:
                 searcher.on_trial_complete(rec["trial_id"], result, error=error)

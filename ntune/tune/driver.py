@@ -297,6 +297,15 @@ def _callbacks(study: StudyConfig, journal: Journal, searcher: Any) -> tuple[Any
     return packed, callbacks
 
 
+def _scheduler(study: StudyConfig, searcher: Any) -> Any:
+    """The trial scheduler: lineage early stopping when the study has ``early_stop``, else Tune's FIFO."""
+    if study.early_stop is None:
+        return None
+    from ntune.tune.early_stop import LineageScheduler
+
+    return LineageScheduler(searcher, study.early_stop.rule())
+
+
 def _new_tuner(
     study: StudyConfig, info: dict[str, Any], searcher: Any, trainable: type, place: Place
 ) -> tuple[Any, Journal]:
@@ -310,6 +319,7 @@ def _new_tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(packed, max_concurrent=study.max_concurrent_trials),
+            scheduler=_scheduler(study, searcher),
             num_samples=total_budget(info, list(searcher.trees)),
             metric="score",
             mode="max",

@@ -178,6 +178,11 @@ class StudyConfig(_Model):
     early_stop: EarlyStop | None = Field(
         None, description="Lineage early stopping of search children ({} for the defaults; absent: none)."
     )
+    loggers: list[Literal["mlflow", "wandb"]] = Field(
+        default_factory=list,
+        description="Trackers every trial also logs to: 'mlflow' (MLFLOW_TRACKING_URI), 'wandb' (WANDB_PROJECT, "
+        "WANDB_MODE=offline); pip install 'ntune[mlflow]' / 'ntune[wandb]'.",
+    )
     torch_threads: Int | None = Field(
         None, ge=1, description="torch threads per trial (default: resources.cpu)."
     )

@@ -31,6 +31,7 @@ from ntune.study.records import SEARCH_KEY
 from ntune.study.storage import JOURNAL_DIRS, JOURNAL_FILES, TUNE_STATE, Remote, is_uri, join, mirror_dir
 from ntune.tune.callbacks import ConsoleProgress, JournalCallback, LiveProgress
 from ntune.tune.deadline import time_budget, time_left
+from ntune.tune.loggers import check_loggers, logger_callbacks
 from ntune.tune.observe import block_metrics_callback, job_metadata
 from ntune.tune.trainable import make_trainable
 from searchers.packing import MEMBERS_KEY, MemberCallbacks, PackingSearcher
@@ -315,6 +316,7 @@ def _new_tuner(
 
     journal = Journal(place.exp_dir, searcher, info=info, remote=place.remote)
     packed, callbacks = _callbacks(study, journal, searcher)
+    callbacks += logger_callbacks(study.loggers, study.name, place.exp_dir)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -374,6 +376,7 @@ def run_study(
     place = place_of(study)
     info = study_info(study, base)
     check_study(study, base)  # storage folder and memory, before anything is simulated or Ray starts
+    check_loggers(study.loggers)
     if place.remote is not None:  # the bucket exists and is reachable; the journal comes down into the mirror
         _pull_mirror(place.exp_dir, place.remote)
     with console.status("identifiability of each block's data (simulating where not cached)"):

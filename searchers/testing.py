@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import pytest
+from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from searchers.objective import score
@@ -226,3 +227,15 @@ def curve_trainable(config: dict[str, Any]) -> None:
                 "final": final,
             }
         )
+
+
+class InterruptAfter(Callback):
+    """A crash of the driver: raise once ``count`` trials completed while the ``marker`` file exists."""
+
+    def __init__(self, marker: str, count: int) -> None:
+        self.marker, self.count = marker, count
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        done = sum(t.status == "TERMINATED" for t in trials)
+        if os.path.exists(self.marker) and done >= self.count:
+            raise RuntimeError("simulated interruption")

@@ -8,18 +8,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from ray import tune
-from ray.tune import Callback
 from ray.tune.search import ConcurrencyLimiter
 from study_fakes import write_study
 
 from ntune.study.records import read_trials
 from ntune.tune.early_stop import LineageScheduler
 from searchers.early_stop import NEVER_STOPPED, LineageRule
-from searchers.testing import BASE, CURVE_POINTS, curve_quality, curve_trainable
+from searchers.testing import BASE, CURVE_POINTS, InterruptAfter, curve_quality, curve_trainable
 from searchers.tree import Tree
 from searchers.ucb import UCBTreeSearcher
 
@@ -27,19 +25,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RULE = LineageRule(min_fraction=0.5, margin=0.05, patience=2)
 N_ITER = 8
 LR_W = "training.learning_rate_W_start"
-
-
-class InterruptAfter(Callback):
-    """Raise once ``count`` trials completed while the marker file exists (a crash of the driver)."""
-
-    def __init__(self, marker: str, count: int) -> None:
-        self.marker, self.count = marker, count
-
-    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        done = sum(t.status == "TERMINATED" for t in trials)
-        if Path(self.marker).exists() and done >= self.count:
-            Path(self.marker).unlink()
-            raise RuntimeError("simulated interruption")
 
 
 def _tuner(storage: Path, marker: Path) -> tune.Tuner:
@@ -105,6 +90,7 @@ def test_a_lagging_child_is_stopped_and_recorded_as_stopped_also_after_restore(
     marker.touch()
     with pytest.raises(Exception, match="simulated interruption"):
         _tuner(tmp_path, marker).fit()
+    marker.unlink()
     experiment = tmp_path / "lineage"
     tuner = tune.Tuner.restore(str(experiment), trainable=curve_trainable)
     results = tuner.fit()

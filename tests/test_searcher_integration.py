@@ -4,30 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 from ray import tune
-from ray.tune import Callback
 from ray.tune.search import ConcurrencyLimiter
 
-from searchers.testing import conformance_kwargs, synthetic_trainable
+from searchers.testing import InterruptAfter, conformance_kwargs, synthetic_trainable
 from searchers.ucb import SEARCH_KEY, UCBTreeSearcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 N_ITER = 6
-
-
-class InterruptAfter(Callback):
-    """Raise once ``count`` trials completed while the marker file exists (a crash of the driver)."""
-
-    def __init__(self, marker: str, count: int) -> None:
-        self.marker, self.count = marker, count
-
-    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        done = sum(t.status == "TERMINATED" for t in trials)
-        if Path(self.marker).exists() and done >= self.count:
-            raise RuntimeError("simulated interruption")
 
 
 def _searcher() -> UCBTreeSearcher:

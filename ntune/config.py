@@ -92,7 +92,7 @@ class SimulationConfig(_Section):
     signal_model_name: Literal["PDE_N2", "PDE_N4"] = Field(
         "PDE_N2",
         description="Simulator: 'PDE_N2' (params rows [g, s, c]) or 'PDE_N4' (rows [a, b, g, s, w, h], "
-        "transfer function of the source neuron's type); only PDE_N2 can be trained so far.",
+        "transfer function of the source neuron's type).",
     )
     n_neurons: Int = Field(1000, gt=0, description="Number of neurons N (> 0).")
     n_neuron_types: Int = Field(
@@ -185,10 +185,13 @@ class SimulationConfig(_Section):
 
 
 class GraphModelConfig(_Section):
-    """SignalGNN: pred_i = lin_phi([u_i, a_i]) + sum_{j != i} W_ij lin_edge(u_j)."""
+    """SignalGNN: pred_i = lin_phi([u_i, a_i]) + sum_{j != i} W_ij lin_edge(u_j) (PDE_N2);
+    lin_edge([u_j, a_j]), the source's activity and embedding, for PDE_N4."""
 
-    signal_model_name: Literal["PDE_N2"] = Field(
-        "PDE_N2", description="Model family; only PDE_N2 is implemented."
+    signal_model_name: Literal["PDE_N2", "PDE_N4"] = Field(
+        "PDE_N2",
+        description="Model family, the simulator's (simulation.signal_model_name; left out, it follows it): "
+        "'PDE_N2' (lin_edge(u_j)) or 'PDE_N4' (lin_edge([u_j, a_j]): the transfer function of the source's type).",
     )
     embedding_dim: Int = Field(2, gt=0, description="Dimension of the per-neuron embedding a (> 0).")
     hidden_dim: Int = Field(64, gt=0, description="Width of the hidden layers of lin_edge and lin_phi (> 0).")
@@ -202,8 +205,18 @@ class GraphModelConfig(_Section):
         "auto",
         description="How lin_edge (a ReLU MLP of one scalar) is evaluated: 'pieces' as the piecewise-linear "
         "function it is (same values and gradients, far less arithmetic), 'mlp' layer by layer, 'auto' "
-        "pieces on CPU from 2 500 inputs per call (N >= 157 at batch 8) and mlp on GPU.",
+        "pieces on CPU from 2 500 inputs per call (N >= 157 at batch 8) and mlp on GPU; PDE_N4's lin_edge "
+        "also takes the embedding, so 'auto' is 'mlp' there and 'pieces' is refused.",
     )
+
+    @model_validator(mode="after")
+    def _check_lin_edge_eval(self) -> GraphModelConfig:
+        if self.signal_model_name == "PDE_N4" and self.lin_edge_eval == "pieces":
+            raise ValueError(
+                "lin_edge_eval 'pieces' evaluates a lin_edge of one scalar input, but with signal_model_name "
+                "PDE_N4 lin_edge takes [u_j, a_j]; set graph_model.lin_edge_eval to 'auto' or 'mlp'"
+            )
+        return self
 
 
 class TrainingConfig(_Section):
@@ -273,6 +286,36 @@ class NtuneConfig(_Section):
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     graph_model: GraphModelConfig = Field(default_factory=GraphModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_follows_simulation(cls, data: Any) -> Any:
+        """A graph_model section without signal_model_name takes the simulation's (a PDE_N4 run trains PDE_N4)."""
+        if not isinstance(data, dict):
+            return data
+        sim, gm = data.get("simulation"), data.get("graph_model")
+        name = (
+            sim.get("signal_model_name") if isinstance(sim, dict) else getattr(sim, "signal_model_name", None)
+        )
+        if name is None:
+            return data
+        if gm is None:
+            return {**data, "graph_model": {"signal_model_name": name}}
+        if isinstance(gm, dict) and "signal_model_name" not in gm:
+            return {**data, "graph_model": {**gm, "signal_model_name": name}}
+        if isinstance(gm, GraphModelConfig) and "signal_model_name" not in gm.model_fields_set:
+            return {**data, "graph_model": {**gm.model_dump(), "signal_model_name": name}}
+        return data
+
+    @model_validator(mode="after")
+    def _check_model_names(self) -> NtuneConfig:
+        sim, model = self.simulation.signal_model_name, self.graph_model.signal_model_name
+        if sim != model:
+            raise ValueError(
+                f"graph_model.signal_model_name is {model!r} but simulation.signal_model_name is {sim!r}; the "
+                f"model must match the simulator: set graph_model.signal_model_name to {sim!r} (or leave it out)"
+            )
+        return self
 
     def simulation_hash(self) -> str:
         """Stable hash of the simulation section (the data cache key, with the data-format version)."""

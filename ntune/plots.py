@@ -96,12 +96,19 @@ def plot_embedding(ax: Axes, a: np.ndarray, types: np.ndarray, accuracy: float =
 
 
 def plot_lin_phi(ax: Axes, u: np.ndarray, lin_phi: np.ndarray, types: np.ndarray, params: np.ndarray) -> None:
-    """Learned lin_phi(u, a_i) (P, N) per neuron, coloured by type, against the true -c u + s tanh(u)."""
+    """Learned lin_phi(u, a_i) (P, N) per neuron, coloured by type, against the true self-dynamics:
+    -c u + s tanh(u) for PDE_N2 rows [g, s, c], -a u + b + s tanh(u) for PDE_N4 rows [a, b, g, s, w, h]."""
     colors = _type_colors(len(params))
     for i in range(lin_phi.shape[1]):
         ax.plot(u, lin_phi[:, i], color=colors[int(types[i])], lw=0.5, alpha=0.4)
-    for t, (_, s, c) in enumerate(np.asarray(params, dtype=np.float64)):
-        ax.plot(u, -c * u + s * np.tanh(u), color=colors[t], lw=2, ls="--", label=f"true type {t}")
+    for t, row in enumerate(np.asarray(params, dtype=np.float64)):
+        if len(row) == 6:
+            a, b, _, s, _, _ = row
+            true = -a * u + b + s * np.tanh(u)
+        else:
+            _, s, c = row
+            true = -c * u + s * np.tanh(u)
+        ax.plot(u, true, color=colors[t], lw=2, ls="--", label=f"true type {t}")
     ax.set_xlabel("u")
     ax.set_ylabel("lin_phi(u, a)")
     ax.legend(fontsize=7)
@@ -118,6 +125,28 @@ def plot_lin_edge(ax: Axes, u: np.ndarray, lin_edge: np.ndarray, phi: str = "tan
     ax.set_ylabel("lin_edge(u)")
     ax.legend(fontsize=7)
     ax.set_title("message function vs phi", fontsize=9)
+
+
+def plot_lin_edge_per_source(
+    ax: Axes, u: np.ndarray, lin_edge: np.ndarray, target: np.ndarray, types: np.ndarray
+) -> None:
+    """PDE_N4: learned lin_edge([u, a_j]) (P, N) per source neuron j, coloured by type, against the true
+    phi((u - h_j) / w_j) (P, N) of each type rescaled by the least-squares gain of the type's curves."""
+    colors = _type_colors(int(types.max()) + 1)
+    for j in range(lin_edge.shape[1]):
+        ax.plot(u, lin_edge[:, j], color=colors[int(types[j])], lw=0.5, alpha=0.4)
+    for t in np.unique(types):
+        sel = types == t
+        x, y = np.tile(target[:, sel].mean(axis=1), int(sel.sum())), lin_edge[:, sel].T.reshape(-1)
+        ok = np.isfinite(y).all() and np.ptp(x) > 0
+        k, b = np.polyfit(x, y, 1) if ok else (float("nan"), 0.0)
+        ax.plot(
+            u, k * target[:, sel].mean(axis=1) + b, color=colors[int(t)], lw=2, ls="--", label=f"type {t}"
+        )
+    ax.set_xlabel("u")
+    ax.set_ylabel("lin_edge(u, a_j)")
+    ax.legend(fontsize=7)
+    ax.set_title("message function per source (thin) vs phi((u - h)/w) (dashed)", fontsize=9)
 
 
 def plot_loss(ax: Axes, losses: np.ndarray, names: tuple[str, ...]) -> None:
@@ -311,6 +340,52 @@ def plot_landscape(ax: Axes, rows: list[dict[str, Any]], block_key: str) -> None
     ax.set_xlabel(block_key.split(".")[-1])
     ax.set_ylim(0, 1.02)
     ax.legend(loc="lower right")
+
+
+CLASS_COLORS = {"converged": "tab:green", "failed": "tab:red", "data-limited": "0.6", "stopped": "0.6"}
+
+
+def plot_range_slice(
+    ax: Axes,
+    points: list[tuple[Any, float, str]],
+    *,
+    name: str,
+    robust: Any,
+    interval: tuple[Any, Any] | None,
+    log: bool = False,
+    choices: tuple[Any, ...] = (),
+) -> None:
+    """Score against one parameter's value on the slice through a block's robust config: every run as a
+    point coloured by its classification (partial ones orange), the converged ``interval`` shaded, the
+    robust value a dashed line. ``choices``: a choice parameter, drawn at one position per value."""
+    position = {v: k for k, v in enumerate(choices)}
+
+    def x(value: Any) -> float:
+        return float(position[value]) if choices else float(value)
+
+    seen: set[str] = set()
+    for value, score, cls in sorted(points, key=lambda p: p[2]):
+        color = CLASS_COLORS.get(cls, "tab:orange")
+        label = cls if cls not in seen else None
+        seen.add(cls)
+        ax.scatter([x(value)], [score], s=30, color=color, edgecolor="k", lw=0.5, zorder=3, label=label)
+    if interval is not None and not choices:
+        ax.axvspan(float(interval[0]), float(interval[1]), color="tab:green", alpha=0.12, label="converges")
+    if robust is not None and (not choices or robust in position):
+        ax.axvline(x(robust), color="k", ls="--", lw=1, label="robust config")
+    if log and not choices:  # symlog when a value is an allowed zero
+        nonzero = [abs(float(v)) for v, _, _ in points if float(v) != 0]
+        zero = len(nonzero) < len(points) or robust == 0
+        if zero and nonzero:
+            ax.set_xscale("symlog", linthresh=min(nonzero))
+        else:
+            ax.set_xscale("log")
+    if choices:
+        ax.set_xticks(range(len(choices)), [str(c) for c in choices])
+    ax.set_xlabel(name)
+    ax.set_ylabel("score")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(loc="best", fontsize=7)
 
 
 def save_figure(draw: Callable[[Axes], None], path: Path, figsize: tuple[float, float] = (7, 4)) -> None:

@@ -22,7 +22,7 @@ from searchers.tree import Tree
 Curve = Sequence[tuple[float, float]]  # (fraction of training done, score), fractions increasing
 
 # Strategies whose runs are never stopped early (the evidence of a block's robustness and its start).
-NEVER_STOPPED = ("root", "robustness-test", "held-out", "retry", "replicate")
+NEVER_STOPPED = ("root", "robustness-test", "held-out", "retry", "replicate", "boundary-probe")
 
 
 def at_fraction(curve: Curve, fraction: float) -> float | None:

@@ -120,6 +120,10 @@ def robustness(repeats: Sequence[Repeat], needed: int) -> Robustness:
     valid = [r for r in repeats if r.classification != DATA_LIMITED]
     r2 = [_value(r.metrics, "connectivity_R2") for r in valid]
     cluster = [_value(r.metrics, "cluster_accuracy") for r in valid]
+    ran = [r for r in valid if math.isfinite(metric_value(r.metrics, "connectivity_R2"))]
+    undefined = bool(ran) and not any(math.isfinite(metric_value(r.metrics, "cluster_accuracy")) for r in ran)
+    if undefined:  # one neuron type: every run that reported R^2 has cluster_accuracy NaN, not 0
+        cluster = [math.nan] * len(valid)
     r2_mean, r2_std = _mean_std(r2)
     cl_mean, cl_std = _mean_std(cluster)
     worst = min(valid, key=lambda r: r.score) if valid else None
@@ -133,7 +137,7 @@ def robustness(repeats: Sequence[Repeat], needed: int) -> Robustness:
         cluster_mean=cl_mean,
         cluster_std=cl_std,
         worst_R2=_value(worst.metrics, "connectivity_R2") if worst else math.nan,
-        worst_cluster=_value(worst.metrics, "cluster_accuracy") if worst else math.nan,
+        worst_cluster=_value(worst.metrics, "cluster_accuracy") if worst and not undefined else math.nan,
         worst_network=worst.network if worst else None,
         robust=is_robust([r.classification for r in repeats], needed),
         spread=spread(r2),

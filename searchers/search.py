@@ -14,6 +14,8 @@
   of its block, and once a block's budget is spent its best robust config runs on ``held_out``
   networks the search never used (strategy ``held-out``; :mod:`searchers.robustness` derives the
   seeds); the search record carries each run's ``network``;
+* boundary probes (``SearchSettings.ranges``): after its budget and held-out runs, where a block's robust
+  config still converges, per parameter (:mod:`searchers.ranges`; strategy ``boundary-probe``);
 * the state as a plain dict (:meth:`TreeSearch.get_state` / :meth:`TreeSearch.set_state`), so that a
   restored search continues exactly.
 
@@ -33,6 +35,7 @@ from searchers.dotted import get_dotted, set_dotted
 from searchers.early_stop import LineageRule, curve_point, parent_curve
 from searchers.objective import STOPPED, classify, metric_value, score
 from searchers.policy import BlockState, Decision, decide, record
+from searchers.ranges import PROBE, BoundaryProbes
 from searchers.record import HELD_OUT, SEARCH_KEY, SearchRecord
 from searchers.robustness import held_out_seed, instance_seed
 from searchers.settings import SearchSettings
@@ -75,6 +78,7 @@ class TreeSearch:
         self.outcomes: list[dict[str, Any]] = []  # unknown / duplicate trial ids, logged and kept
         self.n_suggested = 0
         self.uids: dict[str, dict[int, int]] = {label: {} for label in self.trees}  # study-wide node ids
+        self.probes = BoundaryProbes(self.settings.ranges, self.settings.space)
 
     @property
     def space(self) -> dict[str, Domain]:
@@ -122,10 +126,11 @@ class TreeSearch:
         """A full config with ``config[SEARCH_KEY]``; :data:`FINISHED` when all budgets are allocated;
         None at the concurrency limit, for a trial id already suggested, or while every open block
         waits for live trials."""
-        budget = self.settings.budget
+        s, budget = self.settings, self.settings.budget
         open_blocks = [label for label, t in self.trees.items() if t.n_runs + t.n_pending < budget(label)]
         confirming = [label for label in self.trees if self._confirming(label)]
-        if not open_blocks and not confirming:
+        probing = [t for t in self.trees if s.ranges and self.probes.active(t, **self._probe_args(t))]
+        if not open_blocks and not confirming and not probing:
             return FINISHED
         if self.max_concurrent and len(self.live) >= self.max_concurrent:
             return None
@@ -136,6 +141,10 @@ class TreeSearch:
             node_id = self.held_out_node(label)
             if node_id is not None and not self.trees[label].n_pending:
                 return self._held_out(label, node_id, trial_id)
+        for label in probing:
+            decision = self.probes.step(label, trial_id=trial_id, **self._probe_args(label))
+            if decision is not None:
+                return self._apply(label, decision, trial_id)
         values = self.settings.block_values
         for label in sorted(
             open_blocks,
@@ -169,6 +178,14 @@ class TreeSearch:
         if not s.held_out or tree.held_out.n >= s.held_out or tree.n_runs + tree.n_pending < s.budget(label):
             return False
         return bool(tree.n_pending) or self.held_out_node(label) is not None
+
+    def _probe_args(self, label: str) -> dict[str, Any]:
+        """The block's tree, whether its search and held-out runs are all done (its probes may start), and
+        its robust node (their centre)."""
+        s, tree = self.settings, self.trees[label]
+        done = tree.n_runs >= s.budget(label) and not tree.n_pending and not tree.held_out.pending
+        settled = done and not self._confirming(label)
+        return {"tree": tree, "settled": settled, "robust": self.held_out_node(label) if settled else None}
 
     def _held_out(self, label: str, node_id: int, trial_id: str) -> dict[str, Any]:
         """The next held-out run of the block's confirmed node."""
@@ -325,7 +342,7 @@ class TreeSearch:
         if last is not None and (not curve or curve[-1] != last):
             curve.append(last)
         node = tree.complete(trial_id, run_score, metrics, classification, curve)
-        if not held_out:  # a held-out run confirms; it does not steer the search
+        if not held_out and not self.probes.owns(label, trial_id):  # they map the block; they do not steer it
             record(tree, self.blocks[label], self.stats, node, run_score, classification, s.space)
 
     def adopt(
@@ -352,6 +369,8 @@ class TreeSearch:
             self.live[trial_id] = label
             self.complete(trial_id, result, error)
             return True
+        if search.get("strategy") == PROBE:
+            self.probes.adopt(label, trial_id, self.held_out_node(label))
         if node is None:
             parent = search.get("parent")
             parent = parent if parent in tree.nodes else None
@@ -386,6 +405,7 @@ class TreeSearch:
             "n_suggested": self.n_suggested,
             "uids": {label: dict(u) for label, u in self.uids.items()},
             "max_concurrent": self.max_concurrent,
+            "probes": self.probes.get_state(),
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
@@ -405,3 +425,4 @@ class TreeSearch:
         saved = state.get("uids") or {}
         self.uids = {label: {int(k): int(v) for k, v in saved.get(label, {}).items()} for label in self.trees}
         self.max_concurrent = self.max_concurrent or state["max_concurrent"]
+        self.probes.set_state(state.get("probes"))

@@ -15,6 +15,7 @@ from typing import Any
 
 from searchers.dotted import get_dotted, set_dotted
 from searchers.objective import default_weights
+from searchers.ranges import RangeSettings, range_settings
 from searchers.space import Domain, parse_space
 from searchers.tree import DEFAULT_UCB_C, FORMULAS
 
@@ -41,6 +42,8 @@ class SearchSettings:
     train on network ``r`` of its block (:func:`searchers.robustness.instance_seed`): the robustness
     repeats then vary the network instance, not only the training seed. ``held_out`` networks (0: none;
     they need ``instance_key``) then confirm each block's robust config once its budget is spent.
+    ``ranges`` (a :class:`searchers.ranges.RangeSettings` or its dict; None: none) then probes, per block
+    with a robust config, where training still converges around it (:mod:`searchers.ranges`).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class SearchSettings:
         n_scouts: int = 0,
         instance_key: str | None = None,
         held_out: int = 0,
+        ranges: RangeSettings | Mapping[str, Any] | None = None,
     ) -> None:
         self.space: dict[str, Domain] = parse_space(space)
         check(
@@ -142,6 +146,7 @@ class SearchSettings:
         self.robustness_repeats, self.retry_failed = robustness_repeats, retry_failed
         self.seed, self.seed_key, self.n_scouts = seed, seed_key, n_scouts
         self.instance_key, self.held_out = instance_key, held_out
+        self.ranges: RangeSettings | None = range_settings(ranges)
         self.block_values: list[Any] = list(values)
         self.block_budgets = self._check_budgets(block_budgets or {})
         self.block_changes = self._check_overrides(block_overrides or {})

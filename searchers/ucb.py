@@ -20,6 +20,7 @@ from ray.tune.search import Searcher
 from searchers.checkpoint import read_pickle, write_pickle
 from searchers.dotted import get_dotted
 from searchers.early_stop import LineageRule
+from searchers.ranges import BoundaryProbes, RangeSettings
 from searchers.record import SEARCH_KEY
 from searchers.search import TreeSearch
 from searchers.settings import SearchSettings, check
@@ -36,7 +37,7 @@ _FLAT_SETTINGS = (
     *("n_iter_block", "formula", "robustness_repeats", "retry_failed", "seed", "seed_key", "n_scouts"),
     *("block_budgets", "block_changes", "root_params"),
 )
-_LATER_SETTINGS: dict[str, Any] = {"instance_key": None, "held_out": 0}
+_LATER_SETTINGS: dict[str, Any] = {"instance_key": None, "held_out": 0, "ranges": None}
 _FLAT_SEARCH = (
     "trees",
     "blocks",
@@ -75,9 +76,10 @@ class UCBTreeSearcher(Searcher):
         n_scouts: int = 0,
         instance_key: str | None = None,
         held_out: int = 0,
+        ranges: RangeSettings | Mapping[str, Any] | None = None,
     ) -> None:
         """The search keywords are :class:`searchers.settings.SearchSettings`'s (``block_budgets``,
-        ``block_overrides``, ``n_scouts``, ``instance_key`` and ``held_out`` are described there); a bad value raises ``ValueError``
+        ``block_overrides``, ``n_scouts``, ``instance_key``, ``held_out`` and ``ranges`` are described there); a bad value raises ``ValueError``
         naming the argument. ``metric`` / ``mode`` are Tune's (the search always maximises the score)."""
         settings = SearchSettings(
             space=space,
@@ -97,6 +99,7 @@ class UCBTreeSearcher(Searcher):
             n_scouts=n_scouts,
             instance_key=instance_key,
             held_out=held_out,
+            ranges=ranges,
         )
         check(mode in ("max", "min"), "mode", "one of ('max', 'min')", mode)
         check(isinstance(metric, str) and bool(metric), "metric", "a non-empty str", metric)
@@ -116,6 +119,7 @@ class UCBTreeSearcher(Searcher):
         self.__dict__.update(state)
         for name, default in _LATER_SETTINGS.items():  # settings added since the searcher was pickled
             self.search.settings.__dict__.setdefault(name, default)
+        self.search.__dict__.setdefault("probes", BoundaryProbes(None, self.search.settings.space))
 
     # ---- what callers read of the search (the journal, the driver, tests)
     @property

@@ -103,7 +103,7 @@ def test_no_upward_import() -> None:
     upward = [
         f"{m} -> {t}"
         for m, targets in imports().items()
-        if m != "ntune"  # the public API stands above everything
+        if m not in ("ntune", "ntune.__main__")  # the public API and `python -m ntune` stand above everything
         for t in targets
         if layer(t) > layer(m)
     ]
@@ -113,7 +113,8 @@ def test_no_upward_import() -> None:
 def test_every_layer_exists_and_levels_stay_shallow() -> None:
     graph = imports()
     assert {layer(m) for m in graph} == {0, *LAYERS.values()}
-    assert max(levels(graph).values()) <= 13  # 15 import levels before the subpackages
+    # 15 import levels before the subpackages; `python -m ntune` (ntune.__main__) is one above the CLI
+    assert max(n for m, n in levels(graph).items() if m != "ntune.__main__") <= 13
 
 
 def folders(graph: dict[str, set[str]]) -> dict[str, set[str]]:

@@ -16,11 +16,15 @@ from ntune.study.records import read_trials
 from ntune.tune.loggers import check_loggers
 
 
-def test_a_tracker_whose_package_is_missing_is_refused_with_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_tracker_whose_package_is_missing_is_refused_with_its_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     check_loggers(["mlflow", "wandb"])  # both installed with the dev extra
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "wandb" else real(name))
-    with pytest.raises(ConfigError, match=r"loggers: wandb needs the wandb package: pip install 'ntune\[wandb\]'"):
+    with pytest.raises(
+        ConfigError, match=r"loggers: wandb needs the wandb package: pip install 'ntune\[wandb\]'"
+    ):
         check_loggers(["mlflow", "wandb"])
 
 

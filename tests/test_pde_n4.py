@@ -1,5 +1,5 @@
 """PDE_N4 (GitHub issue #29, part 1): right-hand side by hand, chaotic / low-rank W, Dale's law, the oracle,
-upstream's effective rank at 90 % / 99 % of the variance, config validation, cache keys, trainer refusal."""
+upstream's effective rank at 90 % / 99 % of the variance, config validation, cache keys, what the trainer takes."""
 
 from __future__ import annotations
 
@@ -302,14 +302,18 @@ def test_pde_n2_rows_still_need_three_columns() -> None:
         config_from_dict({"simulation": {"n_neuron_types": 1, "params": [[1.0, 0.0, 10.0, 0.0, 1.0, 0.0]]}})
 
 
-def test_the_trainer_refuses_pde_n4() -> None:
+def test_the_trainer_takes_pde_n4_and_still_refuses_a_model_without_a_trainer() -> None:
     sim = load_config("configs/signal_chaotic.yaml").simulation
-    with pytest.raises(
-        ConfigError, match="simulation.signal_model_name: PDE_N4 is simulated, its trainer is not"
-    ):
-        S.check_trainable(sim)
+    S.check_trainable(sim)  # issue #29 part 2: PDE_N4 trains (tests/test_pde_n4_model.py)
     S.check_trainable(NtuneConfig().simulation)
-    with pytest.raises(ConfigError, match="simulation.signal_model_name: PDE_N4 is simulated"):
+    unknown = SimulationConfig.model_construct(signal_model_name="PDE_N5")  # not validated: no such simulator
+    with pytest.raises(
+        ConfigError, match="simulation.signal_model_name: PDE_N5 is simulated, its trainer is not"
+    ):
+        S.check_trainable(unknown)
+    with pytest.raises(
+        ConfigError, match=r"simulation.params: rows have 6 columns, but PDE_N2 reads \[g, s, c\]"
+    ):
         S.neuron_params(np.asarray(sim.params, dtype=np.float32), np.zeros(3, dtype=np.int64))
 
 
@@ -326,7 +330,7 @@ def test_cli_simulate_prints_the_activity_complexity(tmp_path) -> None:
     assert "PDE_N4, 20 neurons x 300 frames" in result.output and "effective_rank_99" in result.output
 
 
-def test_a_study_of_a_model_without_a_trainer_is_refused_before_it_starts(tmp_path: Path) -> None:
+def test_a_study_of_pde_n4_loads_with_its_model(tmp_path: Path) -> None:
     import yaml
 
     from ntune.study.config import load_study
@@ -339,5 +343,5 @@ def test_a_study_of_a_model_without_a_trainer_is_refused_before_it_starts(tmp_pa
     }
     path = tmp_path / "n4.yaml"
     path.write_text(yaml.safe_dump(study))
-    with pytest.raises(ConfigError, match="simulation.signal_model_name: PDE_N4 is simulated, its trainer"):
-        load_study(path)
+    _, base = load_study(path)
+    assert base["graph_model"]["signal_model_name"] == "PDE_N4"  # the model follows the simulator

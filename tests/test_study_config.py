@@ -115,8 +115,12 @@ def test_shipped_study_settings() -> None:
         ({"block_trials": {0.3: 2}}, "block_trials.0.3: 0.3 is not a block value"),
         ({"block_trials": {1.0: 0}}, "block_trials.1.0: 0 trials"),
         (
-            {"block_set": {1.0: ["simulation.n_frames=100"]}},
-            "block_set.1.0: 'simulation.n_frames' would change",
+            {"block_set": {1.0: ["simulation.connectivity_filling_factor=0.5"]}},
+            "block_set.1.0: 'simulation.connectivity_filling_factor' is the block key",
+        ),
+        (
+            {"block_set": {1.0: ["simulation.n_frame=100"]}},
+            "block_set.1.0: 'simulation.n_frame' is not a field",
         ),
         ({"block_set": {1.0: ["training.n_epoch=2"]}}, "block_set.1.0: 'training.n_epoch' is not a field"),
         ({"block_set": {1.0: ["training.n_epochs=-1"]}}, "block_set.1.0: value -1 is not valid"),

@@ -119,13 +119,21 @@ def train(
     config: ConfigArg,
     set_: SetOpt = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/train-<time>).")] = None,
+    metrics_jsonl: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-jsonl",
+            help="Also write each progress report and the final metrics to this file as it trains, one JSON "
+            "line each (what a study's command trainer reads).",
+        ),
+    ] = None,
 ) -> None:
     """Train a SignalGNN on CONFIG's data; writes config, metrics, checkpoint, plots, TensorBoard events."""
     from ntune.cli.commands import train_command
 
     cfg = _load(config, set_, "trial")
     try:
-        code = train_command(cfg, out=out, console=console)
+        code = train_command(cfg, out=out, console=console, metrics_jsonl=metrics_jsonl)
     except ConfigError as err:  # e.g. the simulated data are not finite
         raise _fail(err) from None
     raise typer.Exit(code=code)
@@ -265,7 +273,8 @@ def export(
         typer.Option(
             "--format",
             help="yaml (best config per block), csv, json, ucb-txt, upstream (the best configs written into "
-            "--template) or optuna (an Optuna journal, one study per block: optuna-dashboard FILE).",
+            "--template), optuna (an Optuna journal, one study per block: optuna-dashboard FILE) or ranges "
+            "(ranges.csv, ranges.json, regions.json: where training works around each block's robust config).",
         ),
     ] = "yaml",
     template: Annotated[

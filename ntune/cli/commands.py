@@ -245,11 +245,15 @@ def report_command(exp_dir: str | Path, *, console: Console) -> None:
         console.print(f"uploaded to {remote.uri}: report.md, report/, trees/")
 
 
-def train_command(config: NtuneConfig, *, out: Path | None, console: Console) -> int:
+def train_command(
+    config: NtuneConfig, *, out: Path | None, console: Console, metrics_jsonl: Path | None = None
+) -> int:
     """``ntune train``: progress bar with live loss and R^2, final metrics table, outputs in ``out``.
 
     ``out`` (default ``runs/train-<timestamp>``) receives config.yaml, metrics.json, checkpoint.pt, the PNGs
-    and the TensorBoard events. Returns 0 when training finished, 1 when it diverged.
+    and the TensorBoard events. ``metrics_jsonl`` (started empty) gets each progress report and the final
+    metrics as one JSON line each, written as they come (what a study's command trainer follows). Returns
+    0 when training finished, 1 when it diverged.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -273,12 +277,18 @@ def train_command(config: NtuneConfig, *, out: Path | None, console: Console) ->
         TimeElapsedColumn(),
         "{task.fields[live]}",
     )
+    if metrics_jsonl is not None:
+        metrics_jsonl.parent.mkdir(parents=True, exist_ok=True)
+        metrics_jsonl.write_text("")
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("training", total=None, live="")
 
         def show(m: dict[str, Any]) -> None:
             live = f"loss {m['loss']:.4g}  R2 {m['connectivity_R2']:.3f}  cluster {m['cluster_accuracy']:.3f}"
             bar.update(task, total=m["n_iterations"], completed=m["iteration"], live=live)
+            if metrics_jsonl is not None:
+                with metrics_jsonl.open("a") as f:
+                    f.write(json.dumps(m, default=str) + "\n")
 
         result = fit(config, data, on_progress=show, log_dir=out)
     save_checkpoint(result, out / "checkpoint.pt")

@@ -45,7 +45,7 @@ VARIANCE_MAX_NEURONS = 1024
 VARIANCE_MAX_VALUES = 10_000_000
 VARIANCE_MAX_COMPONENTS = 100
 VARIANCE_CHUNK = 2048  # frames per float64 block of the Gram matrix
-TRAINED_MODELS = ("PDE_N2",)
+TRAINED_MODELS = ("PDE_N2", "PDE_N4")
 
 
 @dataclass
@@ -72,7 +72,7 @@ def neuron_types(n_neurons: int, n_types: int) -> np.ndarray:
 
 
 def check_trainable(config: SimulationConfig) -> None:
-    """Raise :class:`ConfigError` when the trainer cannot learn ``config``'s model (only PDE_N2 so far)."""
+    """Raise :class:`ConfigError` when the trainer cannot learn ``config``'s model (one not in TRAINED_MODELS)."""
     if config.signal_model_name not in TRAINED_MODELS:
         raise ConfigError(
             f"simulation.signal_model_name: {config.signal_model_name} is simulated, its trainer is not "
@@ -84,12 +84,12 @@ def neuron_params(params: Any, types: Any) -> tuple[Any, Any, Any]:
     """Per-neuron g, s, c, each (N,), from PDE_N2 rows ``params`` (n_types, 3) and ``types`` (N,).
 
     Works for numpy arrays and torch tensors alike (returns the same kind). Rows of another width
-    (PDE_N4's [a, b, g, s, w, h]) raise :class:`ConfigError`: the PDE_N2 trainer cannot use them.
+    (PDE_N4's [a, b, g, s, w, h]: :func:`ntune.data.pde_n4.pde_n4_params`) raise :class:`ConfigError`.
     """
     if params.shape[-1] != 3:
         raise ConfigError(
-            f"simulation.signal_model_name: PDE_N4 is simulated, its trainer is not built yet (params rows "
-            f"have {params.shape[-1]} columns; the PDE_N2 trainer reads [g, s, c])"
+            f"simulation.params: rows have {params.shape[-1]} columns, but PDE_N2 reads [g, s, c]; "
+            "PDE_N4 rows [a, b, g, s, w, h] are split by ntune.data.pde_n4.pde_n4_params"
         )
     p = params[types]  # (N, 3)
     return p[:, 0], p[:, 1], p[:, 2]

@@ -1,7 +1,7 @@
 """Self-describing checkpoints of a training run (one ``torch.save`` dict).
 
-Keys: ``model`` (state dict), ``model_args`` (n_neurons and the graph_model section, enough to rebuild
-the SignalGNN), ``optimizer`` (state dict), ``config`` (the full config as a plain dict), ``epoch``,
+Keys: ``model`` (state dict), ``model_args`` (n_neurons, signal_model_name and the graph_model section,
+enough to rebuild the SignalGNN), ``optimizer`` (state dict), ``config`` (the full config as a plain dict), ``epoch``,
 ``metrics`` (final), ``history``, ``status``, ``ntune_version``, ``format`` (an int, bumped on change).
 """
 
@@ -43,6 +43,7 @@ def save_checkpoint(result: Checkpointable, path: str | Path) -> Path:
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "model_args": {
             "n_neurons": model.n_neurons,
+            "signal_model_name": model.signal_model_name,
             "graph_model": config_to_dict(result.config)["graph_model"] if result.config else None,
         },
         "optimizer": result.optimizer_state,
@@ -68,7 +69,11 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> dict[str, Any]:
     if config is not None:
         model = SignalGNN.from_config(config.graph_model, args["n_neurons"], edge_index=edge_index)
     else:
-        model = SignalGNN(args["n_neurons"], edge_index=edge_index)
+        n_emb = state["a"].shape[1]
+        name = args.get("signal_model_name", "PDE_N2")  # written since PDE_N4; earlier files are PDE_N2
+        model = SignalGNN(
+            args["n_neurons"], embedding_dim=n_emb, edge_index=edge_index, signal_model_name=name
+        )
     model.load_state_dict(state)
     payload["model"] = model.to(device)
     payload["config"] = config

@@ -4,7 +4,9 @@ A run is evaluated at ~``n_log_points`` iterations (:func:`log_points`) and chec
 there and every ``CHECK_EVERY`` iterations (each check is one device sync). At a log point it reports
 every key of ``REPORTED_METRICS``: the W metrics, the mean prediction loss since the last log point and
 the progress keys; at its end, the final metrics. Each report is appended to the run's history, written to
-TensorBoard when a log folder is given and passed to ``on_progress``.
+TensorBoard when a log folder is given and passed to ``on_progress``. Its ``classification`` uses the
+default thresholds, connectivity_R2 alone on a network of one neuron type (cluster_accuracy is undefined
+there); a study classifies again with its own objective.
 
 The loop itself (sampling, the step, the divergence test, the schedulers) stays with its owner: ``fit``
 tests one loss row at a time, a population every member's row at once.
@@ -78,6 +80,8 @@ class RunLog:
             "connectivity_filling_factor": config.simulation.connectivity_filling_factor,
             "n_iterations": n_iterations,
         }
+        one_type = config.simulation.n_neuron_types < 2
+        self.thresholds = {"connectivity_R2": DEFAULT_THRESHOLDS["connectivity_R2"]} if one_type else None
         self.history: list[dict[str, Any]] = []
         self.last_log = 0
         self.writer = _writer(log_dir)
@@ -102,7 +106,7 @@ class RunLog:
         tc = self.config.training
         row = {**self.base, **w_metrics(model, self.data, tc.cluster_method), "loss": recent}
         row.update(self._progress(done, epoch, final=False))
-        self.history.append(complete(row))
+        self.history.append(complete(row, self.thresholds))
         _log_tensorboard(
             self.writer, model, self.data, row, self.losses[:done], len(self.history), tc.n_log_points
         )
@@ -125,7 +129,7 @@ class RunLog:
                 final_metrics(model, self.data, self.config.training, self.base, losses_np, self.n_train)
             )
         final["status"] = status
-        final = complete(final)
+        final = complete(final, self.thresholds)
         self.history.append(final)
         if self.writer is not None:
             _log_tensorboard(self.writer, model, self.data, final, self.losses[:done], N_IMAGES, N_IMAGES)
@@ -145,10 +149,11 @@ class RunLog:
         }
 
 
-def complete(row: dict[str, Any]) -> dict[str, Any]:
-    """Every key of REPORTED_METRICS (NaN where unknown yet), with the classification filled in."""
+def complete(row: dict[str, Any], thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+    """Every key of REPORTED_METRICS (NaN where unknown yet), with the classification under ``thresholds``
+    (None: the default ones) filled in."""
     out = {k: row.get(k, math.nan) for k in REPORTED_METRICS}
-    out["classification"] = M.classify(out)
+    out["classification"] = M.classify(out, thresholds)
     return out
 
 

@@ -4,7 +4,8 @@
            + coeff_edge_diff ||relu(lin_edge(u) - lin_edge(u + xnorm / 150))||_2
 
 The first norm is one un-squared norm over the batch; the last term makes lin_edge monotone (it fixes
-the sign of W). The L1 weight follows upstream's two phases (:func:`l1_coefficient`) and may be applied as
+the sign of W). For PDE_N4, lin_edge([u_j, a_j]) takes each source's embedding, in both the prediction and
+the monotonicity term (``model.edge_term`` of frames (..., batch, N) evaluates source j with a_j). The L1 weight follows upstream's two phases (:func:`l1_coefficient`) and may be applied as
 a proximal step instead of a loss term (:func:`soft_threshold_`).
 """
 

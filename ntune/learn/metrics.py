@@ -8,14 +8,16 @@
   gain of lin_edge against phi over the data range (``lin_edge(u) ~ k phi(u) + b``), the learned
   connectivity in the units of the true one is ``W_eff_ij = k W_ij / g_i``; the slope is the
   least-squares slope of ``W_eff`` on ``W_true``. 1 is exact recovery, << 1 is shrinkage (L1 too
-  strong), negative means lin_edge is decreasing.
+  strong), negative means lin_edge is decreasing. PDE_N4's lin_edge([u, a_j]) has one curve per source
+  j, fitted to its own phi((u - h_j) / w_j): one gain k_j per column, ``W_eff_ij = k_j W_ij / g_i``.
 * W diagnosis (what one reads off the scatter plot): ``zero_band`` = fraction of the clearly non-zero
   true entries (|W_true| >= median of the non-zero |W_true|) whose learned value, mapped onto the true
   scale by the least-squares line, is below 10 % of the true magnitude; ``vertical_band`` = fraction of
   true zeros whose mapped learned value exceeds 10 % of that median; ``cross`` = 1.0 when both bands
   exceed ``BAND_THRESHOLD``.
 * ``cluster_accuracy``: k-means (k = n_types, fixed seed) or single-linkage clustering of the
-  embeddings, clusters matched one-to-one to true types (Hungarian), accuracy.
+  embeddings, clusters matched one-to-one to true types (Hungarian), accuracy. Undefined (NaN) for a
+  network of one type: any clustering of one type is trivially "right".
 * ``rollout_scores``: test_R2 (mean over snapshots every ``every`` steps of the cross-neuron coefficient
   of determination 1 - SS_res / SS_tot of the learned trajectory against the true one; can be
   negative) and test_pearson (mean over neurons of the Pearson r of the traces).
@@ -87,8 +89,21 @@ def edge_gain(lin_edge_values: np.ndarray, phi_values: np.ndarray) -> float:
     return line_fit(phi_values, lin_edge_values)[0]
 
 
-def scale_corrected(W_learned: np.ndarray, gain: float = 1.0, g: np.ndarray | None = None) -> np.ndarray:
-    """``W_eff = gain * W_learned / g_i`` (row i divided by the true coupling gain g_i when given)."""
+def edge_gains(lin_edge_values: np.ndarray, phi_values: np.ndarray) -> np.ndarray:
+    """Per column j, the least-squares gain k_j of ``lin_edge_j(u) ~ k_j phi_j(u) + b_j``: (P, N) arrays -> (N,);
+    NaN where phi_j is constant over the samples."""
+    x, y = np.asarray(phi_values, dtype=np.float64), np.asarray(lin_edge_values, dtype=np.float64)  # (P, N)
+    dx, dy = x - x.mean(axis=0), y - y.mean(axis=0)  # (P, N)
+    sxx, sxy = (dx * dx).sum(axis=0), (dx * dy).sum(axis=0)  # (N,)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sxx > 0, sxy / np.where(sxx > 0, sxx, 1.0), math.nan)  # (N,)
+
+
+def scale_corrected(
+    W_learned: np.ndarray, gain: float | np.ndarray = 1.0, g: np.ndarray | None = None
+) -> np.ndarray:
+    """``W_eff = gain * W_learned / g_i``: ``gain`` one number or one per column j (N,) (PDE_N4's per-source
+    gains, :func:`edge_gains`); row i divided by the true coupling gain g_i when given."""
     W_eff = np.asarray(W_learned, dtype=np.float64) * gain
     if g is not None:
         W_eff = W_eff / np.asarray(g, dtype=np.float64)[:, None]
@@ -96,7 +111,7 @@ def scale_corrected(W_learned: np.ndarray, gain: float = 1.0, g: np.ndarray | No
 
 
 def connectivity_slope(
-    W_learned: np.ndarray, W_true: np.ndarray, gain: float = 1.0, g: np.ndarray | None = None
+    W_learned: np.ndarray, W_true: np.ndarray, gain: float | np.ndarray = 1.0, g: np.ndarray | None = None
 ) -> float:
     """Least-squares slope of the scale-corrected learned W on the true W (off-diagonal); 1 = exact."""
     return line_fit(offdiag(W_true), offdiag(scale_corrected(W_learned, gain, g)))[0]
@@ -170,11 +185,12 @@ def cluster_labels(
 def cluster_accuracy(
     embedding: np.ndarray, types: np.ndarray, method: str = "kmeans", seed: int = 0
 ) -> float:
-    """Fraction of neurons whose matched cluster is their true type (chance: 1/n_types); NaN if not finite."""
+    """Fraction of neurons whose matched cluster is their true type (chance: 1/n_types); NaN if not finite,
+    and NaN for one type (undefined: a study of such networks scores W alone)."""
     x = np.asarray(embedding)
-    if not np.isfinite(x).all():
-        return math.nan
     n_types = len(np.unique(types))
+    if not np.isfinite(x).all() or n_types < 2:
+        return math.nan
     return matched_accuracy(cluster_labels(x, n_types, method, seed), np.asarray(types))
 
 

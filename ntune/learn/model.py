@@ -1,11 +1,15 @@
-"""SignalGNN: the learned PDE_N2 model, with a dense and a torch_geometric edge back end.
+"""SignalGNN: the learned PDE_N2 and PDE_N4 models, with a dense and a torch_geometric edge back end.
 
-    pred_i = lin_phi([u_i, a_i]) + sum_{j != i} W_ij * lin_edge(u_j)
+    PDE_N2: pred_i = lin_phi([u_i, a_i]) + sum_{j != i} W_ij * lin_edge(u_j)
+    PDE_N4: pred_i = lin_phi([u_i, a_i]) + sum_{j != i} W_ij * lin_edge([u_j, a_j])
 
+PDE_N4's transfer function phi((u_j - h_j) / w_j) depends on the source neuron's type, so its lin_edge
+also reads the source's embedding a_j (upstream NeuralGraph's Signal_Propagation for PDE_N4).
 One convention everywhere: the edge (j -> i) carries W[i, j] (row i of W is the postsynaptic neuron).
-The message depends on the source only, so the sum is exactly ``lin_edge(u) @ (W * mask).T``: one GEMM
-over a batch of frames (the dense back end, the default). The edge back end computes the same sum by
-message passing over an ``edge_index`` (complete graph, or a given sparse edge set).
+In both models the message depends on the source only, so the sum is exactly ``h @ (W * mask).T`` with
+h_j = lin_edge(...) computed once per neuron and frame: one GEMM over a batch of frames (the dense back
+end, the default). The edge back end computes the same sum by message passing over an ``edge_index``
+(complete graph, or a given sparse edge set).
 
 :class:`PopulationGNN` stacks K SignalGNNs of one shape (dense back end) on a leading member axis, so a
 population (:mod:`ntune.learn.population`) trains them as one model:
@@ -24,6 +28,7 @@ from ntune.learn.piecewise import piecewise_forward
 from ntune.learn.synapses import off_diagonal_l1, off_diagonal_sum, off_diagonal_synapses
 
 LIN_EDGE_EVALS = ("auto", "pieces", "mlp")
+SIGNAL_MODELS = ("PDE_N2", "PDE_N4")
 # Below this many inputs the MLP is cheaper than finding its pieces (one thread: 0.7 ms against 0.5 ms at
 # 1 600 inputs, 0.9 against 1.0 at 3 200; benchmarks/README.md).
 PIECES_MIN_ROWS = 2500
@@ -44,6 +49,20 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+
+def split_first_layer(mlp: MLP, a: Tensor) -> tuple[Tensor, Tensor]:
+    """The first layer of an MLP of input [u, a_i] split by input: the weight of u (hidden,) and the
+    per-neuron part a_i W_a^T + b (N, hidden), computed once per call instead of once per frame."""
+    first = mlp.net[0]
+    return first.weight[:, 0], torch.addmm(first.bias, a, first.weight[:, 1:].T)  # (h,), (N, h)
+
+
+def mlp_of_scalar_and_embedding(mlp: MLP, u: Tensor, a: Tensor) -> Tensor:
+    """``mlp([u_i, a_i])`` for u (..., N) and a (N, emb) -> (..., N), with the first layer split by input."""
+    w_u, c = split_first_layer(mlp, a)  # (h,), (N, h)
+    z = torch.addcmul(c, u.unsqueeze(-1), w_u)  # (..., N, hidden): the first layer's output
+    return mlp.net[1:](z).squeeze(-1)  # (..., N)
 
 
 class WeightedSum(MessagePassing):
@@ -86,9 +105,11 @@ def mask_from_edge_index(edge_index: Tensor, n_neurons: int) -> Tensor:
 class SignalGNN(nn.Module):
     """Embeddings a (N, embedding_dim), connectivity W (N, N), MLPs lin_edge and lin_phi.
 
-    ``backend`` is ``"dense"`` (one GEMM) or ``"edge"`` (torch_geometric message passing). ``edge_index``
-    restricts the synapses the model may use (default: the complete graph without self-loops); the dense
-    back end uses the same set as a mask, so both back ends compute the same function.
+    ``signal_model_name`` ``"PDE_N2"`` gives lin_edge one input u_j; ``"PDE_N4"`` gives it [u_j, a_j]
+    (1 + embedding_dim inputs; always evaluated as an MLP, never piece by piece). ``backend`` is ``"dense"``
+    (one GEMM) or ``"edge"`` (torch_geometric message passing). ``edge_index`` restricts the synapses the
+    model may use (default: the complete graph without self-loops); the dense back end uses the same set
+    as a mask, so both back ends compute the same function.
     """
 
     def __init__(
@@ -102,8 +123,17 @@ class SignalGNN(nn.Module):
         backend: str = "dense",
         edge_index: Tensor | None = None,
         lin_edge_eval: str = "auto",
+        signal_model_name: str = "PDE_N2",
     ) -> None:
         super().__init__()
+        if signal_model_name not in SIGNAL_MODELS:
+            raise ValueError(
+                f"signal_model_name {signal_model_name!r} is not one of {', '.join(SIGNAL_MODELS)}"
+            )
+        if signal_model_name == "PDE_N4" and lin_edge_eval == "pieces":
+            raise ValueError(
+                "lin_edge_eval 'pieces' needs a lin_edge of one scalar input; PDE_N4's takes [u_j, a_j]"
+            )
         if backend not in ("dense", "edge"):
             raise ValueError(f"backend {backend!r} is not one of 'dense', 'edge'")
         if lin_edge_eval not in LIN_EDGE_EVALS:
@@ -111,9 +141,11 @@ class SignalGNN(nn.Module):
         self.n_neurons = n_neurons
         self.backend = backend
         self.lin_edge_eval = lin_edge_eval
+        self.signal_model_name = signal_model_name
+        self.edge_embedding = signal_model_name == "PDE_N4"  # lin_edge reads the source's embedding a_j
         self.a = nn.Parameter(torch.ones(n_neurons, embedding_dim))  # (N, emb)
         self.W = nn.Parameter(torch.randn(n_neurons, n_neurons) * W_init_std)  # (N, N)
-        self.lin_edge = MLP(1, 1, hidden_dim, n_layers)
+        self.lin_edge = MLP(1 + embedding_dim if self.edge_embedding else 1, 1, hidden_dim, n_layers)
         self.lin_phi = MLP(1 + embedding_dim, 1, hidden_dim, n_layers)
         self.complete = edge_index is None  # the mask only removes the diagonal (ntune.learn.synapses)
         if edge_index is None:
@@ -140,6 +172,7 @@ class SignalGNN(nn.Module):
             backend=config.backend,
             edge_index=edge_index,
             lin_edge_eval=config.lin_edge_eval,
+            signal_model_name=config.signal_model_name,
         )
 
     @staticmethod
@@ -157,32 +190,28 @@ class SignalGNN(nn.Module):
             return off_diagonal_l1(self.W)
         return torch.linalg.vector_norm(self.W_masked(), 1)
 
-    def _phi_inputs(self) -> tuple[Tensor, Tensor]:
-        """lin_phi's first layer split by input: the weight of u (hidden,) and the per-neuron part
-        a_i W_a^T + b (N, hidden), computed once per call instead of once per frame."""
-        first = self.lin_phi.net[0]
-        return first.weight[:, 0], torch.addmm(first.bias, self.a, first.weight[:, 1:].T)  # (h,), (N, h)
-
     def phi_term(self, u: Tensor) -> Tensor:
         """Self-dynamics lin_phi([u_i, a_i]) for u (batch, N) -> (batch, N)."""
-        w_u, c = self._phi_inputs()
-        z = torch.addcmul(c, u.unsqueeze(-1), w_u)  # (batch, N, hidden): the first layer's output
-        return self.lin_phi.net[1:](z).squeeze(-1)  # (batch, N)
+        return mlp_of_scalar_and_embedding(self.lin_phi, u, self.a)  # (batch, N)
 
     def phi_at_zero(self) -> Tensor:
         """lin_phi([0, a_i]) (N,): the self-dynamics at rest (the lin_phi-zero loss term)."""
-        return self.lin_phi.net[1:](self._phi_inputs()[1]).squeeze(-1)
+        return self.lin_phi.net[1:](split_first_layer(self.lin_phi, self.a)[1]).squeeze(-1)
 
     def edge_term(self, u: Tensor) -> Tensor:
-        """lin_edge applied elementwise: u (...,) -> (...,); piece by piece (:mod:`ntune.learn.piecewise`)
-        when ``lin_edge_eval`` is ``pieces``, or ``auto`` on CPU with ``PIECES_MIN_ROWS`` inputs or more."""
+        """h = lin_edge of the sources. PDE_N2: lin_edge(u) elementwise, u (...,) -> (...,), piece by piece
+        (:mod:`ntune.learn.piecewise`) when ``lin_edge_eval`` is ``pieces``, or ``auto`` on CPU with
+        ``PIECES_MIN_ROWS`` inputs or more. PDE_N4: lin_edge([u_j, a_j]) for u (..., N) -> (..., N), the
+        first layer split by input (the embedding's part once per call)."""
+        if self.edge_embedding:
+            return mlp_of_scalar_and_embedding(self.lin_edge, u, self.a)  # (..., N)
         auto = self.lin_edge_eval == "auto" and u.device.type == "cpu" and u.numel() >= PIECES_MIN_ROWS
         if self.lin_edge_eval == "pieces" or auto:
             return piecewise_forward(self.lin_edge, u)
         return self.lin_edge(u.unsqueeze(-1)).squeeze(-1)
 
     def message(self, h: Tensor) -> Tensor:
-        """The synaptic sum m_i = sum_j W_ij h_j for h = lin_edge(u) (batch, N) -> (batch, N)."""
+        """The synaptic sum m_i = sum_j W_ij h_j for h = :meth:`edge_term` (u) (batch, N) -> (batch, N)."""
         if self.backend == "dense" and self.complete:
             return off_diagonal_sum(h, self.W)  # (batch, N)
         if self.backend == "dense":
@@ -198,7 +227,7 @@ class SignalGNN(nn.Module):
         return self.message(h), self.W_L1()
 
     def forward(self, u: Tensor, h: Tensor | None = None) -> Tensor:
-        """Predicted du/dt for activity u (batch, N) or (N,); ``h`` = lin_edge(u) when already computed."""
+        """Predicted du/dt for activity u (batch, N) or (N,); ``h`` = :meth:`edge_term` (u) when already computed."""
         squeeze = u.dim() == 1
         if squeeze:
             u = u.unsqueeze(0)  # (1, N)
@@ -245,6 +274,8 @@ class PopulationGNN(nn.Module):
 
     def __init__(self, members: list[SignalGNN]) -> None:
         super().__init__()
+        if any(m.edge_embedding for m in members):
+            raise ValueError("a PopulationGNN batches PDE_N2 members only; PDE_N4 configs are trained by fit")
         self.n_members, self.n_neurons = len(members), members[0].n_neurons
         self.a = nn.Parameter(torch.stack([m.a.detach() for m in members]))  # (K, N, emb)
         self.W = nn.Parameter(torch.stack([m.W.detach() for m in members]))  # (K, N, N)

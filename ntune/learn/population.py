@@ -64,10 +64,11 @@ def structure_key(config: NtuneConfig) -> tuple[Any, ...]:
 
 
 def batchable(config: NtuneConfig) -> bool:
-    """Whether the batched trainer covers this config: the dense back end, one L1 phase, L1 as a loss term
-    (the edge back end, upstream's two-phase L1 and the proximal L1 step are trained by ``fit``)."""
-    tc = config.training
-    return config.graph_model.backend == "dense" and tc.n_epochs_init == 0 and not tc.W_L1_proximal
+    """Whether the batched trainer covers this config: PDE_N2, the dense back end, one L1 phase, L1 as a loss
+    term (PDE_N4, the edge back end, upstream's two-phase L1 and the proximal L1 step are trained by ``fit``)."""
+    tc, gc = config.training, config.graph_model
+    dense_n2 = gc.signal_model_name == "PDE_N2" and gc.backend == "dense"
+    return dense_n2 and tc.n_epochs_init == 0 and not tc.W_L1_proximal
 
 
 def groups(configs: list[NtuneConfig]) -> list[list[int]]:

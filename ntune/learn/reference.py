@@ -29,6 +29,9 @@ class ReferenceGNN(SignalGNN):
         return self.lin_phi(at_zero).squeeze(-1)  # (N,)
 
     def edge_term(self, u: Tensor) -> Tensor:
+        if self.edge_embedding:  # PDE_N4: lin_edge over [u_j, a_j] for every frame and neuron
+            a = self.a.expand(*u.shape, -1)  # (..., N, emb)
+            return self.lin_edge(torch.cat([u.unsqueeze(-1), a], dim=-1)).squeeze(-1)  # (..., N)
         return self.lin_edge(u.unsqueeze(-1)).squeeze(-1)
 
     def message(self, h: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Train a SignalGNN on simulated PDE_N2 data: ``fit(config, data) -> TrainResult``.
+"""Train a SignalGNN on simulated PDE_N2 or PDE_N4 data: ``fit(config, data) -> TrainResult``.
 
 Upstream semantics (NeuralGraph ``data_train_signal``): param groups W / a / MLPs, iterations per epoch
 ``int(n_frames * data_augmentation_loop // batch_size * 0.2)``, ``batch_size`` random training frames per
@@ -93,7 +93,7 @@ def fit(
     ``on_progress(metrics)`` is called about ``training.n_log_points`` times and once at the end, each time
     with every key of ``ntune.learn.metrics.REPORTED_METRICS``. TensorBoard events go to ``log_dir`` when given.
     """
-    check_trainable(config.simulation)  # a model ntune simulates but cannot train yet: refused up front
+    check_trainable(config.simulation)  # a model ntune simulates but cannot train: refused up front
     tc = config.training
     dev = torch.device(resolve_device(device or tc.device))
     if dev.type == "cpu":

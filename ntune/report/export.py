@@ -18,17 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from ntune.config import ConfigError, config_from_dict, dump_config
-from ntune.plots import plot_landscape, plot_tree, save_figure
+from ntune.plots import plot_landscape, plot_range_slice, plot_tree, save_figure
 from ntune.report.optuna_study import INSTALL, have_optuna, report_sections, write_journal
 from ntune.report.upstream_yaml import export_upstream
 from ntune.study.confirm import confirmation_lines
 from ntune.study.experiment import TREE_DIR, Experiment, read_experiment, tree_files
 from ntune.study.guards import safe_name
 from ntune.study.info import memory_section
+from ntune.study.ranges import RANGE_FIELDS, BlockRanges, range_rows, region_dicts
 from ntune.study.records import fmt
-from ntune.study.render import render_table
+from ntune.study.render import block_ranges_text, render_table
+from searchers.ranges import log_scale
 
-FORMATS = ("yaml", "csv", "json", "ucb-txt", "upstream", "optuna")
+FORMATS = ("yaml", "csv", "json", "ucb-txt", "upstream", "optuna", "ranges")
 OPTUNA_FILE = "optuna.log"  # EXP/optuna.log: the Optuna journal of ``export --format optuna``
 SUMMARY_FIELDS = (
     "block",
@@ -85,12 +87,15 @@ def status_rows(exp: Experiment, *, stopped: bool = False) -> tuple[str, str, li
     rows = ledger.rows(stopped=stopped)
     running = 0 if stopped else len(ledger.running)
     total = sum(r["budget"] for r in rows)
-    held, due = ledger.n_held_out, ledger.expected_held_out()
+    held, due, probes = ledger.n_held_out, ledger.expected_held_out(), ledger.n_probes
     title = (
-        f"{exp.info['study']['name']}: {len(ledger.records) - held}/{total} trials done, {running} running"
+        f"{exp.info['study']['name']}: {len(ledger.records) - held - probes}/{total} trials done, "
+        f"{running} running"
     )
     if held or due:
         title += f", {held}/{max(held, due)} held-out runs"
+    if probes:
+        title += f", {probes} boundary probes"
     caption = (
         f"block = {exp.info['block_key']}; held-out k/K: best config converged on k of K held-out networks; "
         "R2 / cluster: best over the block's trials; nets, worst: the best config's repeats"
@@ -132,7 +137,10 @@ def export(
     in one file; ucb-txt: the searcher's tree text per block (``exp.texts``); upstream: the upstream
     YAML ``template`` filled in per block, ``<out>/<block>.yaml`` (default out: EXP/upstream; see
     :mod:`ntune.report.upstream_yaml`); optuna: one Optuna study per block in a journal file, ``out``
-    (default EXP/optuna.log; a folder: ``<out>/optuna.log``; see :mod:`ntune.report.optuna_study`).
+    (default EXP/optuna.log; a folder: ``<out>/optuna.log``; see :mod:`ntune.report.optuna_study`);
+    ranges: ``ranges.csv`` and ``ranges.json`` (one row per block and parameter: where training works
+    around the block's robust config, :data:`ntune.study.ranges.RANGE_FIELDS`) and ``regions.json`` (each
+    block's working regions) in ``out`` (default EXP).
     Returns (kind, text) messages in order: ``("wrote", path)``, ``("note", text)`` or ``("tree", label)``
     followed by ``("text", tree text)``. A bad format, a missing or unused template, Optuna missing or a
     field upstream cannot take raise :class:`~ntune.config.ConfigError` before anything is written.
@@ -173,6 +181,8 @@ def export(
     elif fmt == "optuna":
         path = exp.exp_dir / OPTUNA_FILE if out is None else out / OPTUNA_FILE if out.is_dir() else out
         done += write_journal(exp, path)
+    elif fmt == "ranges":
+        done += _export_ranges(exp, base)
     elif fmt == "ucb-txt":
         if out is None:
             for label, text in exp.texts.items():
@@ -200,6 +210,29 @@ def _export_yaml(exp: Experiment, rows: list[dict[str, Any]], folder: Path) -> l
     if not best:
         done.append(("note", "no completed trial yet: nothing to export"))
     return done
+
+
+def _block_ranges(exp: Experiment) -> list[BlockRanges]:
+    return [found for label in exp.ledger.labels() if (found := exp.ledger.ranges(label)) is not None]
+
+
+def _export_ranges(exp: Experiment, folder: Path) -> list[tuple[str, str]]:
+    """``ranges.csv``, ``ranges.json`` and ``regions.json`` in ``folder``; a note when the study has no
+    ``ranges`` (nothing is written then)."""
+    blocks = _block_ranges(exp)
+    if not blocks:
+        return [("note", "the study has no ranges section: no boundary probes to export")]
+    rows = [row for found in blocks for row in range_rows(found)]
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "ranges.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RANGE_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "|".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
+    (folder / "ranges.json").write_text(json.dumps(rows, indent=2, default=_json_default))
+    regions = {found.label: region_dicts(found) for found in blocks}
+    (folder / "regions.json").write_text(json.dumps(regions, indent=2, default=_json_default))
+    return [("wrote", str(folder / name)) for name in ("ranges.csv", "ranges.json", "regions.json")]
 
 
 def _json_default(x: Any) -> Any:
@@ -260,6 +293,7 @@ def report(exp: Experiment) -> Path:
             f"Best: node {rec['search'].get('node')}, trial {rec['trial_id']}, score {rec['score']:.3f}\n\n"
         )
         lines += _robustness_section(exp, label)
+        lines += _ranges_section(exp, label, folder)
         trial = trial_folder(exp_dir, rec["trial_dir"])
         if trial is not None:
             scatter = trial / "W_scatter.png"
@@ -276,6 +310,30 @@ def _robustness_section(exp: Experiment, label: str) -> list[str]:
         return []
     items = [f"  - {line.strip()}\n" if line.startswith(" ") else f"- {line}\n" for line in lines]
     return ["### Robustness\n\n", *items, "\n"]
+
+
+def _ranges_section(exp: Experiment, label: str, folder: Path) -> list[str]:
+    """A block's operating ranges in the report: the table, its working regions and one slice plot per
+    parameter (score against value through the robust config; :func:`ntune.plots.plot_range_slice`)."""
+    found = exp.ledger.ranges(label)
+    if found is None:
+        return []
+    lines = ["### Operating ranges\n\n", block_ranges_text(found, level=4)]
+    for interval in found.intervals if found.centre is not None else []:
+        domain = found.space[interval.key]
+        png = folder / f"ranges_{safe_name(label)}_{safe_name(domain.short)}.png"
+        draw = partial(
+            plot_range_slice,
+            points=found.slice(interval.key),
+            name=domain.short,
+            robust=interval.robust,
+            interval=None if not domain.is_numeric else (interval.low, interval.high),
+            log=log_scale(domain),
+            choices=domain.values,
+        )
+        save_figure(draw, png, (5, 3))
+        lines.append(f"![{domain.short} slice of {label}]({folder.name}/{png.name})\n")
+    return [*lines, "\n"]
 
 
 def _tree_section(exp: Experiment, label: str) -> list[str]:

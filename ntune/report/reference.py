@@ -376,7 +376,7 @@ def reference_markdown() -> str:
             "per-field checks below, a study is validated as a whole before Ray starts: `blocks` has exactly "
             "one key; every `space` and `blocks` key is a field of the base config, and every bound, choice "
             "and block value is set into the base config and validated; the block key is not searched; "
-            "`block_set` and `block_trials` name block values; `block_set` takes no simulation field. "
+            "`block_set` and `block_trials` name block values; `block_set` does not set the block key. "
             f"Objective metrics: {', '.join(f'`{m}`' for m in OBJECTIVE_METRICS)}.",
         ],
         StudyConfig,

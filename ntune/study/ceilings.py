@@ -35,6 +35,8 @@ def study_ceilings(study: Any, base: Mapping[str, Any]) -> dict[str, Any]:
     for value in study.block_values:
         config = dict(copy.deepcopy(base))
         set_dotted(config, study.block_key, value)
+        for key, new in study.block_overrides().get(value, {}).items():  # the block's simulation overrides
+            set_dotted(config, key, new)
         data = load_or_simulate(config_from_dict(config).simulation)
         label = block_label(study.block_key, value)
         # no compute time here: study.json must compare equal on resume, even after the cache was rebuilt

@@ -28,7 +28,9 @@ from ntune.config import (
 )
 from ntune.data.simulate import check_trainable
 from ntune.study.guards import BAD_NAME_CHARS
+from ntune.study.ranges import Ranges
 from ntune.study.stopping import EarlyStop
+from ntune.study.trainer import TrainerField
 from searchers.objective import default_thresholds, default_weights
 from searchers.space import validate_domain
 from searchers.tree import DEFAULT_UCB_C
@@ -108,8 +110,9 @@ class StudyConfig(_Model):
     block_set: dict[Any, list[str]] = Field(
         default_factory=dict,
         description="Per-block overrides of the base config: block value -> 'a.b=c' strings "
-        "(training or graph_model fields; a searched key sets that block's root). A block's data "
-        "come from the base config and its block value, so simulation fields are refused here.",
+        "(a searched key sets that block's root; any other key, simulation fields included, changes every "
+        "trial of the block). A block's data come from the base config, its block value and its "
+        "simulation overrides here, so one study can compare regimes that differ in several fields.",
     )
     block_trials: dict[Any, Int] = Field(
         default_factory=dict,
@@ -178,6 +181,11 @@ class StudyConfig(_Model):
     early_stop: EarlyStop | None = Field(
         None, description="Lineage early stopping of search children ({} for the defaults; absent: none)."
     )
+    ranges: Ranges | None = Field(
+        None,
+        description="After each block's search and held-out runs, boundary probes around its robust config: "
+        "where training still converges, per parameter ({} for the defaults; absent: none).",
+    )
     loggers: list[Literal["mlflow", "wandb"]] = Field(
         default_factory=list,
         description="Trackers every trial also logs to: 'mlflow' (MLFLOW_TRACKING_URI), 'wandb' (WANDB_PROJECT, "
@@ -185,6 +193,10 @@ class StudyConfig(_Model):
     )
     torch_threads: Int | None = Field(
         None, ge=1, description="torch threads per trial (default: resources.cpu)."
+    )
+    trainer: TrainerField = Field(
+        None,
+        description="Train each trial with your own command instead of ntune's trainer (absent: ntune's).",
     )
 
     @field_validator("name")
@@ -389,8 +401,8 @@ def study_from_dict(
 
 
 def _check_block_set(study: StudyConfig, base: dict[str, Any]) -> None:
-    """Each ``block_set`` entry names a block value and valid, non-simulation overrides; each
-    ``block_trials`` entry a block value and a budget > 0."""
+    """Each ``block_set`` entry names a block value and valid overrides of other keys than the block key;
+    each ``block_trials`` entry a block value and a budget > 0."""
     for value, n in study.block_budgets().items():
         if value not in study.block_values:
             raise ConfigError(
@@ -405,11 +417,8 @@ def _check_block_set(study: StudyConfig, base: dict[str, Any]) -> None:
                 f"{where}: {value!r} is not a block value; the block values are {study.block_values}"
             )
         for key, new in changes.items():
-            if key.split(".")[0] == "simulation" or key == study.block_key:
-                raise ConfigError(
-                    f"{where}: {key!r} would change the block's data; block_set takes training and "
-                    "graph_model fields (the data come from the base config and the block value)"
-                )
+            if key == study.block_key:
+                raise ConfigError(f"{where}: {key!r} is the block key; blocks.{key} sets it")
             _check_key(base, f"{where}", key, [new])
 
 

@@ -93,6 +93,8 @@ def parent_rule(rec: dict[str, Any], held_out: int = 0) -> str:
         return f"{held_out_label(rec, held_out, node)}: the block's robust config on a network the search never used"
     if strategy == "root":
         return "root: the study's base config for this block"
+    if strategy == "boundary-probe":
+        return f"boundary-probe around node {parent}: where training still converges{rule}"
     if strategy == "robustness-test":
         other = f"network ({s['network']})" if s.get("network") is not None else "seed"
         return f"robustness-test of node {node}: a converged config on another {other}"

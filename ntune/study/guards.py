@@ -104,6 +104,8 @@ def _worst_case_configs(study: Any, base: dict[str, Any]) -> Iterable[NtuneConfi
     for value in study.block_values:
         data = copy.deepcopy(base)
         set_dotted(data, study.block_key, value)
+        for key, new in study.block_overrides().get(value, {}).items():
+            set_dotted(data, key, new)
         for key, dom in study.space.items():
             if key not in MEMORY_KEYS:
                 continue

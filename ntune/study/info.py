@@ -59,10 +59,16 @@ def held_out_of(info: Mapping[str, Any]) -> int:
     return int(info.get("held_out") or 0)
 
 
+def probes_of(info: Mapping[str, Any]) -> int:
+    """Boundary-probe trials per block with a robust config (``ranges.trials``; 0 without ``ranges``)."""
+    ranges = info["study"].get("ranges")  # study.json holds the validated section, every field written
+    return 0 if ranges is None else int(ranges["trials"])
+
+
 def total_budget(info: Mapping[str, Any], labels: list[str]) -> int:
     """The study's largest budget over the block ``labels``: each block's search trials plus its K
-    held-out runs (a block without a robust config runs none)."""
-    return sum(block_budget(info, label) + held_out_of(info) for label in labels)
+    held-out runs and its boundary probes (a block without a robust config runs neither)."""
+    return sum(block_budget(info, label) + held_out_of(info) + probes_of(info) for label in labels)
 
 
 def ceiling_of(info: Mapping[str, Any], label: str) -> float:

@@ -4,7 +4,9 @@ A :class:`Ledger` is fed one record at a time (``add``) and keeps, per block, th
 score, robust?), counters, the best node and, over all blocks, what each parameter's mutations did.
 The nodes and blocks are :mod:`ntune.study.nodes`' dataclasses. Held-out runs (strategy
 ``held-out``: the block's robust config confirmed on networks the search never used) are kept apart,
-per block: they are no node's run and count for no search budget, counter or mutation effect.
+per block: they are no node's run and count for no search budget, counter or mutation effect. Boundary
+probes (strategy ``boundary-probe``, after a block's search) are runs of their nodes but count for no
+search budget and no mutation effect; :meth:`Ledger.ranges` shows where training works in a block.
 Adding a record touches only its node, that node's children and its block's row, so the cost of a
 completion does not grow with the number of trials. A trial recorded again (a resumed study repeats
 the trials that were running when its driver died) replaces its earlier record: the last one counts,
@@ -23,8 +25,9 @@ from dataclasses import asdict
 from typing import Any
 
 from ntune.study.clock import Projection, project
-from ntune.study.info import block_budget, block_label, ceiling_of, held_out_of
+from ntune.study.info import block_budget, block_label, ceiling_of, held_out_of, probes_of
 from ntune.study.nodes import BlockRow, BlockStats, NodeStats, Record, is_held_out
+from ntune.study.ranges import BlockRanges, block_ranges, expected_probes, is_probe
 from searchers.dotted import get_dotted
 from searchers.robustness import DATA_LIMITED, is_robust
 
@@ -70,6 +73,7 @@ class Ledger:
         }
         self._effects: dict[str, list[float]] = {}  # parameter -> [n, improved, sum of deltas]
         self._contrib: dict[tuple[str, int], tuple[str, float]] = {}
+        self._probes: dict[str, int] = {}  # block label -> boundary-probe runs
 
     # ---- feeding
     def start(self, trial_id: str, block: str, time: str | None = None) -> None:
@@ -93,7 +97,7 @@ class Ledger:
             concurrency=int(study.get("max_concurrent_trials") or 1),
             budget_h=study.get("time_budget_h"),
             now=now,
-            remaining_most=left + held_out_of(self.info) * searching,
+            remaining_most=left + (held_out_of(self.info) + probes_of(self.info)) * searching,
         )
 
     def add(self, rec: Record) -> bool:
@@ -134,7 +138,10 @@ class Ledger:
             block.held_out.append(rec)
             return
         ok = rec["status"] == "ok"
-        block.trials += 1
+        if is_probe(rec):  # a run of its node, outside the search's budget
+            self._probes[block.label] = self._probes.get(block.label, 0) + 1
+        else:
+            block.trials += 1
         block.converged += rec["classification"] == "converged"
         block.failed += not ok
         if ok:
@@ -204,6 +211,8 @@ class Ledger:
         parent = block.nodes.get(node.parent) if node.parent is not None else None
         if parent is None or not node.runs or not node.mutation or ":" not in node.mutation:
             return
+        if is_probe(node.runs[0]):  # made by a boundary probe: it maps the block, it tests no move
+            return
         name = node.mutation.split(":")[0].strip()
         delta = node.mean_score - parent.mean_score
         e = self._effects.setdefault(name, [0, 0, 0.0])
@@ -256,14 +265,32 @@ class Ledger:
         return k * len(due)
 
     def expected_trials(self) -> int:
-        """Trials the study runs as it stands: every block's budget plus :meth:`expected_held_out` (a study
-        has finished when it has recorded this many)."""
-        return sum(block_budget(self.info, label) for label in self.labels()) + self.expected_held_out()
+        """Trials the study runs as it stands: every block's budget plus :meth:`expected_held_out` and the
+        boundary probes due (:func:`ntune.study.ranges.expected_probes`; a study has finished when it has
+        recorded this many)."""
+        probes = sum(
+            expected_probes(self.info, self.blocks[label], search_done=self.search_done(label))
+            for label in self.labels()
+        )
+        return (
+            sum(block_budget(self.info, label) for label in self.labels()) + self.expected_held_out() + probes
+        )
 
     @property
     def n_held_out(self) -> int:
         """Held-out runs recorded, over all blocks."""
         return sum(len(b.held_out) for b in self.blocks.values())
+
+    @property
+    def n_probes(self) -> int:
+        """Boundary-probe runs recorded, over all blocks."""
+        return sum(self._probes.values())
+
+    def ranges(self, label: str) -> BlockRanges | None:
+        """Where training works in block ``label`` (:func:`ntune.study.ranges.block_ranges`); None when the
+        study has no ``ranges`` or the block no record."""
+        block = self.blocks.get(label)
+        return None if block is None else block_ranges(self.info, block, search_done=self.search_done(label))
 
     def row(self, label: str, *, stopped: bool = False) -> dict[str, Any]:
         """The block's row of the sparsity comparison table (memory.md, ``ntune status``, summary.csv).

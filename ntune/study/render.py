@@ -24,7 +24,9 @@ from ntune.study.entries import (
 from ntune.study.info import held_out_of, memory_section
 from ntune.study.ledger import Ledger
 from ntune.study.nodes import is_held_out, network_of
+from ntune.study.ranges import DONE, BlockRanges
 from ntune.study.records import fmt
+from searchers.space import format_value
 
 __all__ = [
     "MEMORY_SECTIONS",
@@ -38,6 +40,7 @@ __all__ = [
     "parent_rule",
     "render_memory",
     "render_memory_of",
+    "render_ranges",
     "render_table",
 ]
 
@@ -199,6 +202,7 @@ def render_memory_of(ledger: Ledger) -> str:
         "\n### Open Questions\n\n",
         "".join(questions) or "None yet.\n",
         memory_section(ledger.info, level=3),
+        render_ranges(ledger, level=3),
         "\n---\n\n## Previous Block Summary\n\n",
         "".join(_block_line(index[r["block"]], r) for r in rows if r["block"] != current and r["trials"])
         or "No other block has results yet.\n",
@@ -236,3 +240,95 @@ def render_memory_of(ledger: Ledger) -> str:
     )
     out += _node_observations(ledger, block.label)
     return "".join(out)
+
+
+RANGE_COLUMNS = ("parameter", "robust", "interval", "failed below", "failed above", "probes", "confirmed")
+
+
+def _value(value: object) -> str:
+    return "-" if value is None else format_value(value)
+
+
+def _interval_cell(low: object, high: object, working: tuple[object, ...]) -> str:
+    if working:
+        return ", ".join(map(_value, working))
+    return f"[{_value(low)}, {_value(high)}]"
+
+
+def ranges_table(found: BlockRanges) -> str:
+    """A block's operating ranges in Markdown: per parameter its robust value, the interval that converges
+    (a choice: the choices that do), the failures bracketing it, probe runs, and whether each boundary is
+    confirmed (``open`` / ``undecided`` while a side is)."""
+    lines = ["| " + " | ".join(RANGE_COLUMNS) + " |", "| " + " | ".join("---" for _ in RANGE_COLUMNS) + " |"]
+    for i in found.intervals:
+        below = _value(i.failed_below) if not i.failing else ", ".join(map(_value, i.failing))
+        state = "yes" if i.confirmed else ("no" if i.state == DONE else i.state)
+        cells = (
+            found.space[i.key].short,
+            _value(i.robust),
+            _interval_cell(i.low, i.high, i.working),
+            below,
+            _value(i.failed_above),
+            str(found.probes.get(i.key, 0)),
+            state,
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _span(found: BlockRanges, key: str, values: tuple[object, ...]) -> str:
+    """``lr_W 1e-3..4e-3`` for a number (one value when the region holds one), ``optimizer adam/sgd`` else."""
+    domain = found.space.get(key)
+    name = domain.short if domain is not None else key
+    if domain is not None and domain.is_numeric and values[0] != values[-1]:
+        return f"{name} {_value(values[0])}..{_value(values[-1])}"
+    return f"{name} {'/'.join(_value(v) for v in dict.fromkeys(values))}"
+
+
+def region_lines(found: BlockRanges) -> list[str]:
+    """One Markdown item per working region of a block: its nodes, what each parameter spans, its best node."""
+    return [
+        f"- region {k}: nodes {', '.join(map(str, r.nodes))}; "
+        + "; ".join(_span(found, key, values) for key, values in r.spans.items())
+        + f"; best node {r.best} (score {fmt(r.best_score, 3)})\n"
+        for k, r in enumerate(found.regions, 1)
+    ]
+
+
+def block_ranges_text(found: BlockRanges, level: int = 4) -> str:
+    """A block's operating ranges and working regions (a ``level`` heading), or the one line saying why it
+    has none yet."""
+    head = f"{'#' * level} {found.label}"
+    if found.centre is None:
+        searching = found.status == "searching"
+        why = (
+            "search running: its probes start once its budget is spent"
+            if searching
+            else "no robust config: no boundary probes"
+        )
+        return f"{head}\n\n{why}.\n\n" + _regions_text(found)
+    text = (
+        f"{head}: around node {found.centre.id}, {found.used}/{found.budget} probe trials, {found.status}\n\n"
+        + ranges_table(found)
+        + "\n"
+    )
+    return text + _regions_text(found)
+
+
+def _regions_text(found: BlockRanges) -> str:
+    regions = region_lines(found)
+    if not regions:
+        return "Working regions: none (no converged node).\n\n"
+    return (
+        f"Working regions ({len(regions)}; converged nodes joined by one-parameter moves through converged "
+        "nodes):\n\n" + "".join(regions) + "\n"
+    )
+
+
+def render_ranges(ledger: Ledger, level: int = 3) -> str:
+    """memory.md's Operating Ranges section: per block with records, where training works around its robust
+    config and its working regions; empty when the study has no ``ranges``."""
+    blocks = [found for label in ledger.labels() if (found := ledger.ranges(label)) is not None]
+    if not blocks:
+        return ""
+    return f"\n{'#' * level} Operating Ranges\n\n" + "".join(block_ranges_text(b, level + 1) for b in blocks)

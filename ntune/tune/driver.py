@@ -62,6 +62,7 @@ def build_searcher(study: StudyConfig, base: dict[str, Any], info: dict[str, Any
             n_scouts=study.scouts,
             instance_key=study.instance_key,
             held_out=study.held_out_networks,
+            ranges=study.ranges.settings() if study.ranges is not None else None,
         )
     except (ValueError, TypeError) as err:
         raise ConfigError(f"search settings (space, blocks, objective): {err}") from None

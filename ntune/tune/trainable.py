@@ -1,6 +1,7 @@
 """The Tune trainable of a study: one trial (or one packed population) loads its block's data, trains,
 reports its metrics to Tune about ``n_log_points`` times and writes its files (config, metrics, PNGs,
-TensorBoard, checkpoint) into its trial folder.
+TensorBoard, checkpoint) into its trial folder. A study with a command ``trainer`` runs the user's
+command instead (:mod:`ntune.tune.command`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ntune.data.identifiability import is_data_limited
 from ntune.study.config import StudyConfig
 from ntune.study.numbers import as_float
 from ntune.study.records import SEARCH_KEY
+from ntune.tune.command import make_command_trial
 from ntune.tune.observe import TrialMetrics, readable_trainable
 from searchers.objective import classify, score
 from searchers.packing import MEMBERS_KEY, member_id
@@ -64,10 +66,13 @@ def make_trainable(study: StudyConfig) -> type:
 
 
 def make_trial(study: StudyConfig) -> Callable[[dict[str, Any]], None]:
-    """The Tune function of one trial of ``study``: simulate-or-load, fit, report, write trial files."""
+    """The Tune function of one trial of ``study``: simulate-or-load, fit, report, write trial files; with a
+    command ``trainer``, :func:`ntune.tune.command.make_command_trial` (its results judged here too)."""
     study_name = study.name
     weights = dict(study.objective.weights)
     thresholds = dict(study.objective.thresholds)
+    if study.trainer is not None:
+        return make_command_trial(study, lambda m: judged(m, weights, thresholds))
     threads = study.threads
     cache_dir = os.environ.get("NTUNE_CACHE") or None  # the driver's cache folder, shared by all trials
 

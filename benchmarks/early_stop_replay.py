@@ -35,6 +35,7 @@ class Replayed:
     converged: bool
     final_score: float
     started_after: int  # how many trials of the experiment had completed when it started
+    order: int  # its place in the experiment's completion order (0 first)
 
 
 def _curve(trial_dir: Path) -> tuple[Curve, float]:
@@ -73,6 +74,7 @@ def load(experiment: Path) -> list[Replayed]:
                 event.get("classification") == "converged",
                 float(event.get("score") or 0.0),
                 started_after.get(event["trial_id"], completed - 1),
+                completed - 1,
             )
         )
     return out
@@ -88,7 +90,7 @@ def replay(trials: list[Replayed], rule: LineageRule) -> dict[str, float]:
         before = [
             t
             for t in trials[:i]
-            if t.key == trial.key and t.node == trial.parent and trials.index(t) < trial.started_after
+            if t.key == trial.key and t.node == trial.parent and t.order < trial.started_after
         ]
         if not before:
             continue

@@ -24,7 +24,7 @@ class EarlyStop(BaseModel):
         0.5, ge=0, lt=1, description="Fraction of training before which no trial is stopped ([0, 1))."
     )
     margin: FiniteFloat = Field(
-        0.05, ge=0, description="How far below its parent's score a child must be to count as behind (>= 0)."
+        0.1, ge=0, description="How far below its parent's score a child must be to count as behind (>= 0)."
     )
     patience: Int = Field(
         2, ge=1, description="Evaluations in a row a child must be behind to be stopped (>= 1)."

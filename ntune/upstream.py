@@ -15,13 +15,20 @@ Two upstream rules need more than one leaf: upstream ``simulation.connectivity_t
 ``low_rank`` draws W itself and overrides ``connectivity_distribution`` (:data:`SWITCHES`; other values
 leave W to the distribution and are ignored); upstream lists a ``params`` row per type it may ever use, and
 ntune takes the first ``n_neuron_types`` rows (the others are never indexed) and reports how many it dropped.
+
+Values go into the user's own YAML text by a line editor (:func:`fill_template`): every other line of the
+template is kept as written, comments included; a layout it cannot follow (a value spanning several lines)
+is written back by ``yaml.safe_dump`` instead, without its comments.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ntune.config import PARAM_COLUMNS, ConfigError, NtuneConfig, config_from_dict, read_yaml, set_dotted
 
@@ -261,3 +268,85 @@ def import_upstream(path: str | Path) -> tuple[NtuneConfig, list[str]]:
         return config_from_dict(data), ignored
     except ConfigError as err:
         raise ConfigError(f"{path}:\n{err}") from None
+
+
+# ---- writing values into the user's YAML text -----------------------------------------------------
+
+_SECTION = re.compile(r"^(?P<key>[A-Za-z_][\w-]*)\s*:\s*(#.*)?$")
+_LEAF = re.compile(
+    r"^(?P<indent>\s*)(?P<key>[A-Za-z_][\w-]*)(?P<sep>\s*:\s*)"
+    r"(?P<value>'[^']*'|\"[^\"]*\"|\[[^#]*\]|[^#\s][^#]*?)(?P<rest>\s+#.*)?\s*$"
+)
+
+
+def flow(value: Any) -> str:
+    """``value`` as a one-line YAML scalar or flow collection (``1.0e-05``, ``Gaussian``, ``[0, 0.1]``)."""
+    return yaml.safe_dump([value], default_flow_style=True, width=10**6).strip()[1:-1]
+
+
+def set_leaves(text: str, values: Mapping[str, Any]) -> str | None:
+    """``text`` (a YAML mapping of sections) with each top-level or ``section.key`` leaf in ``values`` set,
+    every other line kept; a leaf the text lacks is added at the end of its section (or a new section).
+
+    None when the text's layout is not one the line editor follows, or the result would not read back as
+    the template with exactly these values set.
+    """
+    lines = text.splitlines()
+    original = leaves(yaml.safe_load(text) or {})
+    expected = {**original, **values}
+    section, todo = "", dict(values)
+    for i, line in enumerate(lines):
+        head = _SECTION.match(line)
+        if head:
+            section = head["key"]
+            continue
+        leaf = _LEAF.match(line)
+        if leaf is None:
+            continue
+        if not leaf["indent"]:
+            section = ""
+        name = f"{section}.{leaf['key']}" if section and leaf["indent"] else leaf["key"]
+        if name in todo:
+            lines[i] = f"{leaf['indent']}{leaf['key']}{leaf['sep']}{flow(todo.pop(name))}{leaf['rest'] or ''}"
+    for name, value in todo.items():
+        if name.count(".") > 1 or name in original:  # deeper, or a leaf whose line the editor did not follow
+            return None
+        lines = _insert(lines, name, value)
+    out = "\n".join(lines) + "\n"
+    try:
+        back = yaml.safe_load(out)
+    except yaml.YAMLError:
+        return None
+    return out if isinstance(back, dict) and leaves(back) == expected else None
+
+
+def _insert(lines: list[str], name: str, value: Any) -> list[str]:
+    """``lines`` with leaf ``name`` (``key`` or ``section.key``) added: after its section's last line, indented
+    like the section's first leaf; a missing section is appended."""
+    section, _, key = name.rpartition(".")
+    if not section:
+        return [f"{key}: {flow(value)}", *lines]
+    start = next((i for i, line in enumerate(lines) if re.match(rf"^{re.escape(section)}\s*:", line)), None)
+    if start is None:
+        return [*lines, f"{section}:", f"    {key}: {flow(value)}"]
+    end = start + 1
+    while end < len(lines) and (
+        not lines[end].strip() or lines[end][:1].isspace() or lines[end].startswith("#")
+    ):
+        end += 1
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    body = [line for line in lines[start + 1 : end] if line.strip() and not line.lstrip().startswith("#")]
+    indent = body[0][: len(body[0]) - len(body[0].lstrip())] if body else "    "
+    return [*lines[:end], f"{indent}{key}: {flow(value)}", *lines[end:]]
+
+
+def fill_template(text: str, values: Mapping[str, Any]) -> tuple[str, bool]:
+    """(``text`` with the upstream leaves ``values`` set, whether its comments and layout were kept)."""
+    edited = set_leaves(text, values)
+    if edited is not None:
+        return edited, True
+    data = yaml.safe_load(text) or {}
+    for name, value in values.items():
+        set_dotted(data, name, value)
+    return yaml.safe_dump(data, sort_keys=False), False

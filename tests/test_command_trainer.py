@@ -27,7 +27,7 @@ from test_upstream_import import UPSTREAM
 
 from ntune.config import ConfigError, config_from_dict, config_to_dict, get_dotted, set_dotted
 from ntune.learn.metrics import RECORD_METRICS
-from ntune.study.config import study_from_dict
+from ntune.study.config import load_study, relocated, study_from_dict
 from ntune.study.records import read_trials
 from ntune.study.trainer import TrainerConfigFile, parse_key_value, trial_config_text
 from ntune.tune.command import MetricsFile, Outcome, run_command, stderr_tail
@@ -98,12 +98,27 @@ def test_upstream_studies_search_fields_upstream_names(tmp_path: Path) -> None:
     assert _load(tmp_path, trainer=_trainer(config=upstream)).trainer.config.template == str(template)
 
 
+def test_relative_template_and_cwd_are_taken_from_the_study_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    (folder / "signal_N2.yaml").write_text(UPSTREAM)
+    trainer = _trainer(cwd="NeuralGraph", config={"format": "upstream", "template": "signal_N2.yaml"})
+    (folder / "study.yaml").write_text(yaml.safe_dump(study_dict("cmd", trainer=trainer)))
+    monkeypatch.chdir(tmp_path)  # not the study's folder: relative paths must not follow it
+    study = load_study(folder / "study.yaml")[0]
+    assert study.trainer.config.template == str(folder / "signal_N2.yaml")
+    assert study.trainer.cwd == str(folder / "NeuralGraph")
+    assert relocated(study, name="other").trainer.cwd == str(folder / "NeuralGraph")  # revalidated as it is
+
+
 # ---- the files exchanged ----------------------------------------------------------------------------
 
 
 def test_the_upstream_config_is_the_template_with_the_trial_values(tmp_path: Path) -> None:
     template = tmp_path / "signal_N2.yaml"
-    template.write_text(UPSTREAM)
+    template.write_text("# my run\n" + UPSTREAM.replace("simulation:\n", "simulation:  # the data\n"))
     trial = config_to_dict(import_upstream(template)[0])
     changes = {
         "simulation.connectivity_filling_factor": 0.5,
@@ -115,6 +130,10 @@ def test_the_upstream_config_is_the_template_with_the_trial_values(tmp_path: Pat
     spec = TrainerConfigFile(format="upstream", template=str(template), set={"dataset": "ntune_{trial_id}"})
     written = tmp_path / "written.yaml"
     written.write_text(trial_config_text(spec, trial, {"trial_id": "t7"}))
+    before, after = template.read_text().splitlines(), written.read_text().splitlines()
+    assert len(before) == len(after)  # the template's own lines, comments included, one per value changed
+    changed = [b.split(":")[0].strip() for b, a in zip(before, after, strict=True) if b != a]
+    assert sorted(changed) == ["connectivity_filling_factor", "dataset", "learning_rate_W_start", "seed"]
     back = config_to_dict(import_upstream(written)[0])
     for key, value in changes.items():
         assert get_dotted(back, key) == value

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from ntune.cli.app import app
 from ntune.config import ConfigError, config_from_dict, config_to_dict, get_dotted
 from ntune.report.export import best_records
-from ntune.report.upstream_yaml import exported_fields, fill_template
+from ntune.report.upstream_yaml import exported_fields
 from ntune.study.experiment import read_experiment
-from ntune.upstream import ALIASES, FIELD_MAP, import_upstream, upstream_names, upstream_values
+from ntune.upstream import ALIASES, FIELD_MAP, fill_template, import_upstream, upstream_names, upstream_values
 
 FULL, HALF = "connectivity_filling_factor=1.0", "connectivity_filling_factor=0.5"
 FIELDS = ["simulation.connectivity_filling_factor", "training.learning_rate_W_start", "training.coeff_W_L1"]

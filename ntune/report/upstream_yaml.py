@@ -11,100 +11,18 @@ without its comments. No Ray, no printing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ntune.config import ConfigError, config_from_dict, config_to_dict, get_dotted, read_yaml, set_dotted
+from ntune.config import ConfigError, config_from_dict, config_to_dict, get_dotted, read_yaml
 from ntune.study.guards import safe_name
-from ntune.upstream import leaves, upstream_values
-
-_SECTION = re.compile(r"^(?P<key>[A-Za-z_][\w-]*)\s*:\s*(#.*)?$")
-_LEAF = re.compile(
-    r"^(?P<indent>\s*)(?P<key>[A-Za-z_][\w-]*)(?P<sep>\s*:\s*)"
-    r"(?P<value>'[^']*'|\"[^\"]*\"|\[[^#]*\]|[^#\s][^#]*?)(?P<rest>\s+#.*)?\s*$"
-)
+from ntune.upstream import fill_template, flow, leaves, upstream_values
 
 
 def exported_fields(info: Mapping[str, Any]) -> list[str]:
     """The ntune fields the upstream export sets: the block field, then the searched fields."""
     return [info["block_key"], *(k for k in info["study"]["space"] if k != info["block_key"])]
-
-
-def flow(value: Any) -> str:
-    """``value`` as a one-line YAML scalar or flow collection (``1.0e-05``, ``Gaussian``, ``[0, 0.1]``)."""
-    return yaml.safe_dump([value], default_flow_style=True, width=10**6).strip()[1:-1]
-
-
-def set_leaves(text: str, values: Mapping[str, Any]) -> str | None:
-    """``text`` (a YAML mapping of sections) with each top-level or ``section.key`` leaf in ``values`` set,
-    every other line kept; a leaf the text lacks is added at the end of its section (or a new section).
-
-    None when the text's layout is not one the line editor follows, or the result would not read back as
-    the template with exactly these values set.
-    """
-    lines = text.splitlines()
-    original = leaves(yaml.safe_load(text) or {})
-    expected = {**original, **values}
-    section, todo = "", dict(values)
-    for i, line in enumerate(lines):
-        head = _SECTION.match(line)
-        if head:
-            section = head["key"]
-            continue
-        leaf = _LEAF.match(line)
-        if leaf is None:
-            continue
-        if not leaf["indent"]:
-            section = ""
-        name = f"{section}.{leaf['key']}" if section and leaf["indent"] else leaf["key"]
-        if name in todo:
-            lines[i] = f"{leaf['indent']}{leaf['key']}{leaf['sep']}{flow(todo.pop(name))}{leaf['rest'] or ''}"
-    for name, value in todo.items():
-        if name.count(".") > 1 or name in original:  # deeper, or a leaf whose line the editor did not follow
-            return None
-        lines = _insert(lines, name, value)
-    out = "\n".join(lines) + "\n"
-    try:
-        back = yaml.safe_load(out)
-    except yaml.YAMLError:
-        return None
-    return out if isinstance(back, dict) and leaves(back) == expected else None
-
-
-def _insert(lines: list[str], name: str, value: Any) -> list[str]:
-    """``lines`` with leaf ``name`` (``key`` or ``section.key``) added: after its section's last line, indented
-    like the section's first leaf; a missing section is appended."""
-    section, _, key = name.rpartition(".")
-    if not section:
-        return [f"{key}: {flow(value)}", *lines]
-    start = next((i for i, line in enumerate(lines) if re.match(rf"^{re.escape(section)}\s*:", line)), None)
-    if start is None:
-        return [*lines, f"{section}:", f"    {key}: {flow(value)}"]
-    end = start + 1
-    while end < len(lines) and (
-        not lines[end].strip() or lines[end][:1].isspace() or lines[end].startswith("#")
-    ):
-        end += 1
-    while end > start + 1 and not lines[end - 1].strip():
-        end -= 1
-    body = [line for line in lines[start + 1 : end] if line.strip() and not line.lstrip().startswith("#")]
-    indent = body[0][: len(body[0]) - len(body[0].lstrip())] if body else "    "
-    return [*lines[:end], f"{indent}{key}: {flow(value)}", *lines[end:]]
-
-
-def fill_template(text: str, values: Mapping[str, Any]) -> tuple[str, bool]:
-    """(``text`` with the upstream leaves ``values`` set, whether its comments and layout were kept)."""
-    edited = set_leaves(text, values)
-    if edited is not None:
-        return edited, True
-    data = yaml.safe_load(text) or {}
-    for name, value in values.items():
-        set_dotted(data, name, value)
-    return yaml.safe_dump(data, sort_keys=False), False
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -381,7 +381,7 @@ def study_from_dict(
             for okey, value in parse_overrides([item]):
                 set_dotted(data, okey, value)
     try:
-        study = StudyConfig.model_validate(data)
+        study = StudyConfig.model_validate(data, context={"study_dir": study_dir})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, StudyConfig, data)) from None
     base = resolve_base(study, study_dir)

@@ -32,7 +32,7 @@ from pydantic import (
 
 from ntune.config import ConfigError, FiniteFloat, config_from_dict, config_to_dict, dump_config, set_dotted
 from ntune.learn.metrics import REPORTED_METRICS
-from ntune.upstream import import_upstream, leaves, upstream_names, upstream_values
+from ntune.upstream import fill_template, import_upstream, leaves, upstream_names, upstream_values
 
 PLACEHOLDERS = {
     "trial_dir": "the trial's folder (absolute)",
@@ -81,10 +81,14 @@ def render(text: str, values: Mapping[str, str]) -> str:
     return text.format_map(dict(values))
 
 
-def _absolute(text: str) -> str:
-    """A relative path made absolute against the working directory of the process loading the study;
-    a path starting with a placeholder (``{trial_dir}/...``) is left as it is."""
-    return text if text.startswith("{") or Path(text).is_absolute() else str(Path.cwd() / text)
+def _absolute(text: str, info: ValidationInfo) -> str:
+    """A relative path made absolute against the study file's folder (the validation context's
+    ``study_dir``, as ``base`` is), else the working directory; a path starting with a placeholder
+    (``{trial_dir}/...``) is left as it is."""
+    if text.startswith("{") or Path(text).is_absolute():
+        return text
+    study_dir = (info.context or {}).get("study_dir")
+    return str((Path(study_dir) if study_dir else Path.cwd()) / text)
 
 
 class _Model(BaseModel):
@@ -107,7 +111,7 @@ class TrainerConfigFile(_Model):
     template: str | None = Field(
         None,
         description="format upstream: the user's upstream YAML the trial's values are written into (relative to "
-        "the folder ntune run starts in).",
+        "the study file's folder, as base is).",
     )
     set: dict[str, Any] = Field(
         default_factory=dict,
@@ -129,7 +133,7 @@ class TrainerConfigFile(_Model):
         return v
 
     @model_validator(mode="after")
-    def _check_template(self) -> TrainerConfigFile:
+    def _check_template(self, info: ValidationInfo) -> TrainerConfigFile:
         if self.format == "ntune":
             if self.template is not None:
                 raise ValueError(
@@ -138,7 +142,7 @@ class TrainerConfigFile(_Model):
             return self
         if self.template is None:
             raise ValueError("format upstream needs template: the upstream NeuralGraph YAML to write into")
-        self.template = _absolute(self.template)
+        self.template = _absolute(self.template, info)
         import_upstream(self.template)  # readable, and a signal config ntune understands
         return self
 
@@ -200,7 +204,7 @@ class CommandTrainer(_Model):
     cwd: str | None = Field(
         None,
         description="Working directory of the command (placeholders {trial_dir}, {trial_id}, {seed}, {python}; "
-        "relative to the folder ntune run starts in); default the trial folder.",
+        "relative to the study file's folder, as base is); default the trial folder.",
     )
     config: TrainerConfigFile = Field(default_factory=TrainerConfigFile)
     metrics: TrainerMetrics = Field(default_factory=TrainerMetrics)
@@ -227,11 +231,11 @@ class CommandTrainer(_Model):
 
     @field_validator("cwd")
     @classmethod
-    def _check_cwd(cls, v: str | None) -> str | None:
+    def _check_cwd(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None:
             return None
         check_placeholders([v], TRIAL)
-        return _absolute(v)
+        return _absolute(v, info)
 
     @field_validator("env")
     @classmethod
@@ -279,7 +283,8 @@ def trial_config_text(spec: TrainerConfigFile, config: dict[str, Any], values: M
 
     upstream: the template with every field where ``config`` differs from the template's own import,
     written under its upstream name, then ``spec.set``; raises :class:`~ntune.config.ConfigError` naming a
-    field upstream has no name for. The template's comments are not kept (``yaml.safe_dump``).
+    field upstream has no name for. The template's other lines stay as written, comments included
+    (:func:`ntune.upstream.fill_template`).
     """
     extra = {k: render(v, values) if isinstance(v, str) else v for k, v in spec.set.items()}
     if spec.format == "ntune":
@@ -291,7 +296,8 @@ def trial_config_text(spec: TrainerConfigFile, config: dict[str, Any], values: M
         except ConfigError as err:
             raise ConfigError(f"trainer.config.set: {err}") from None
     assert spec.template is not None  # checked at load time
-    template = yaml.safe_load(Path(spec.template).read_text()) or {}
+    text = Path(spec.template).read_text()
+    template = yaml.safe_load(text) or {}
     imported = leaves(config_to_dict(import_upstream(spec.template)[0]))
     trial = leaves(config_to_dict(config_from_dict(config)))
     changed = {k: v for k, v in trial.items() if imported.get(k, _ABSENT) != v}
@@ -302,9 +308,7 @@ def trial_config_text(spec: TrainerConfigFile, config: dict[str, Any], values: M
             f"trainer.config: the trial differs from the template's import ({spec.template}) on a field "
             f"upstream cannot hold:\n{err}"
         ) from None
-    for name, value in {**written, **extra}.items():
-        set_dotted(template, name, value)
-    return yaml.safe_dump(template, sort_keys=False)
+    return fill_template(text, {**written, **extra})[0]
 
 
 _ABSENT = object()

@@ -73,6 +73,24 @@ def test_round_trip_equals_the_best_config_on_every_exported_field(tmp_path: Pat
     assert values == {FULL: [1.0, 1e-3, 1e-5], HALF: [0.5, 4e-3, 1e-5]}
 
 
+def test_a_blocks_block_set_fields_are_exported_with_it(tmp_path: Path) -> None:
+    exp_dir = tmp_path / "exp"
+    info = make_experiment(exp_dir)
+    info["study"]["block_set"] = {"0.5": ["training.data_augmentation_loop=7", "training.coeff_W_L1=2e-5"]}
+    (exp_dir / "study.json").write_text(json.dumps(info))
+    assert exported_fields(info, 0.5) == [*FIELDS, "training.data_augmentation_loop"]
+    assert exported_fields(info, 1.0) == FIELDS
+    code, output = _export(exp_dir, "--template", str(_template(tmp_path)))
+    assert code == 0, output
+    best = best_records(read_experiment(exp_dir).records, read_experiment(exp_dir).ledger.rows())
+    trained = config_from_dict(best[HALF]["config"]).training.data_augmentation_loop
+    assert trained != 50  # the template's, so the export must write the block's
+    assert (
+        import_upstream(exp_dir / "upstream" / f"{HALF}.yaml")[0].training.data_augmentation_loop == trained
+    )
+    assert import_upstream(exp_dir / "upstream" / f"{FULL}.yaml")[0].training.data_augmentation_loop == 50
+
+
 def test_only_the_exported_lines_change_and_comments_stay(tmp_path: Path) -> None:
     exp_dir = tmp_path / "exp"
     make_experiment(exp_dir)

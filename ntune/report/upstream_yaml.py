@@ -1,7 +1,7 @@
 """``ntune export --format upstream``: each block's best config written into the user's upstream YAML.
 
 The template (an upstream NeuralGraph signal_N2 YAML) is copied once per block with every searched
-field and the block field set to the block's best config, under upstream's names
+field, the block field and the block's ``block_set`` fields set to the block's best config, under upstream's names
 (:func:`ntune.upstream.upstream_values`, the inverse of the importer's table), so
 ``ntune config import`` of the result gives back the best config on every one of those fields. Every
 other line of the template is kept as written, comments included; a template whose layout the line
@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from ntune.config import ConfigError, config_from_dict, config_to_dict, get_dotted, read_yaml
+from ntune.study.config import StudyConfig
 from ntune.study.guards import safe_name
 from ntune.upstream import fill_template, flow, leaves, upstream_values
 
 
-def exported_fields(info: Mapping[str, Any]) -> list[str]:
-    """The ntune fields the upstream export sets: the block field, then the searched fields."""
-    return [info["block_key"], *(k for k in info["study"]["space"] if k != info["block_key"])]
+def exported_fields(info: Mapping[str, Any], block_value: Any = None) -> list[str]:
+    """The ntune fields the upstream export sets for the block of ``block_value``: the block field, the
+    searched fields, then the fields the study's ``block_set`` gives that block (its data or training)."""
+    fields = [info["block_key"], *(k for k in info["study"]["space"] if k != info["block_key"])]
+    overrides = StudyConfig.model_validate(info["study"]).block_overrides().get(block_value, {})
+    return [*fields, *(k for k in overrides if k not in fields)]
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -55,10 +59,10 @@ def export_upstream(
         )
     text = template.read_text()
     before = leaves(raw)
-    fields = exported_fields(info)
     files: list[tuple[Path, str, bool]] = []
     for label, rec in best.items():
         config = config_to_dict(config_from_dict(rec["config"]))  # defaults filled in
+        fields = exported_fields(info, get_dotted(config, info["block_key"]))
         values = upstream_values({k: get_dotted(config, k) for k in fields}, raw)
         changed = {n: v for n, v in values.items() if n not in before or not _same(before[n], v)}
         body, kept = fill_template(text, changed)

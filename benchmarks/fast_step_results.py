@@ -18,11 +18,12 @@ import time
 
 import torch
 
-from ntune.config import config_from_dict, load_config, parse_overrides, set_dotted
+from ntune.config import config_from_dict, load_config, set_dotted
 from ntune.data.load import load_or_simulate
 from ntune.learn.model import SignalGNN
 from ntune.learn.reference import ReferenceGNN
 from ntune.learn.train import fit
+from ntune.yamlio import parse_overrides
 
 STEPS: dict[str, type[SignalGNN]] = {"reference": ReferenceGNN, "fast": SignalGNN}
 

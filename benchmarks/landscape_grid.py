@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ntune.config import NtuneConfig, config_from_dict, load_config, parse_overrides, set_dotted
+from ntune.config import NtuneConfig, config_from_dict, load_config, set_dotted
 from ntune.data.load import load_or_simulate
 from ntune.learn.evaluate import scale_corrected_W
 from ntune.learn.population import train_population
+from ntune.yamlio import parse_overrides
 from searchers.objective import classify, score
 
 LEVEL_KEY = "simulation.connectivity_filling_factor"

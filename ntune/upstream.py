@@ -30,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from ntune.config import PARAM_COLUMNS, ConfigError, NtuneConfig, config_from_dict, read_yaml, set_dotted
+from ntune.config import PARAM_COLUMNS, ConfigError, NtuneConfig, config_from_dict, set_dotted
+from ntune.yamlio import read_yaml
 
 # upstream dotted name -> ntune dotted name (values copied, or converted by CONVERTERS, then validated by ntune)
 FIELD_MAP: dict[str, str] = {

@@ -1,7 +1,7 @@
 """The package's shape: the public API, and imports that follow the data's way (no circles, none upward).
 
-Layers, lowest first: the shared leaves (``ntune.config``, ``ntune.plots``, ``ntune.console``,
-``ntune.upstream``) and ``searchers``, then ``ntune.data`` -> ``ntune.learn`` -> ``ntune.study`` ->
+Layers, lowest first: the shared leaves (``ntune.yamlio``, ``ntune.config``, ``ntune.plots``,
+``ntune.console``, ``ntune.upstream``) and ``searchers``, then ``ntune.data`` -> ``ntune.learn`` -> ``ntune.study`` ->
 ``ntune.tune`` -> ``ntune.report`` -> ``ntune.cli``. ``python tests/test_layout.py`` prints the import
 levels (longest import chain) of every module; ``--folders`` of every subpackage taken as one unit.
 """

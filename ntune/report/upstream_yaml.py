@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ntune.config import ConfigError, config_from_dict, config_to_dict, get_dotted, read_yaml
+from ntune.config import ConfigError, config_from_dict, config_to_dict, get_dotted
 from ntune.study.config import StudyConfig
 from ntune.study.guards import safe_name
 from ntune.upstream import fill_template, flow, leaves, upstream_values
+from ntune.yamlio import read_yaml
 
 
 def exported_fields(info: Mapping[str, Any], block_value: Any = None) -> list[str]:

@@ -22,8 +22,6 @@ from ntune.config import (
     config_to_dict,
     format_validation_error,
     get_dotted,
-    parse_overrides,
-    read_yaml,
     set_dotted,
 )
 from ntune.data.simulate import check_trainable
@@ -31,6 +29,7 @@ from ntune.study.guards import BAD_NAME_CHARS
 from ntune.study.ranges import Ranges
 from ntune.study.stopping import EarlyStop
 from ntune.study.trainer import TrainerField
+from ntune.yamlio import parse_overrides, read_yaml
 from searchers.objective import default_thresholds, default_weights
 from searchers.space import validate_domain
 from searchers.tree import DEFAULT_UCB_C

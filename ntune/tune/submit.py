@@ -30,9 +30,10 @@ from urllib.parse import urlparse
 
 import yaml
 
-from ntune.config import ConfigError, read_yaml
+from ntune.config import ConfigError
 from ntune.study.config import StudyConfig, load_study, relocated
 from ntune.study.storage import is_uri, join
+from ntune.yamlio import read_yaml
 
 ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")  # where Ray's own `ray job` looks, in order
 FINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")

@@ -36,17 +36,15 @@ from searchers.ranges import (
     UNDECIDED,
     UNSTABLE,
     WAITING,
-    NodeFacts,
     RangeSettings,
     middle,
     next_line,
     outward,
     plan,
-    regions,
-    tree_facts,
     verdict,
 )
 from searchers.record import SEARCH_KEY
+from searchers.regions import NodeFacts, regions, tree_facts
 from searchers.search import FINISHED, TreeSearch
 from searchers.settings import SearchSettings
 from searchers.space import parse_space

@@ -9,7 +9,7 @@ module stays below the ledger in the import layers): its **centre** (the node it
 held-out runs confirm, else its best robust node on which no probe ran: the node the searcher's probes
 start from), its intervals replayed by :func:`searchers.ranges.plan` over the recorded runs (so
 memory.md, the report and the export show what the searcher decided), the probe runs per parameter,
-the slice through the centre per parameter, and its working regions (:func:`searchers.ranges.regions`).
+the slice through the centre per parameter, and its working regions (:func:`searchers.regions.regions`).
 """
 
 from __future__ import annotations
@@ -26,12 +26,10 @@ from searchers.ranges import (
     PROBE,
     WAITING,
     Interval,
-    NodeFacts,
     RangeSettings,
-    Region,
     plan,
-    regions,
 )
+from searchers.regions import NodeFacts, Region, regions
 from searchers.space import Domain, config_key, parse_space
 
 SEARCHING, NO_ROBUST, WAITING_TO_START, PROBING, DONE = (

@@ -14,7 +14,14 @@ from ntune.study.info import read_info
 from ntune.study.journal import Journal
 from ntune.study.ledger import block_summary, group_nodes, mutation_effects
 from ntune.study.records import make_record, read_trials
-from ntune.study.render import MEMORY_SECTIONS, diagnosis_words, render_memory
+from ntune.study.render import (
+    FILLING_FACTOR,
+    MEMORY_SECTIONS,
+    diagnosis_words,
+    render_memory,
+    render_table,
+    table_title,
+)
 
 
 def test_analysis_has_one_entry_per_trial_in_log_form(tmp_path: Path) -> None:
@@ -121,6 +128,19 @@ def test_memory_table_and_files(tmp_path: Path) -> None:
         tree = json.loads((tmp_path / "trees" / f"{label}.json").read_text())
         assert tree == fake_tree(label).to_dict()  # the searcher's tree as data, next to its plot
         assert (tmp_path / "trees" / f"{label}.png").stat().st_size > 1000
+
+
+def test_blocks_over_another_key_get_their_own_table(tmp_path: Path) -> None:
+    make_experiment(tmp_path)
+    rows = read_experiment(tmp_path).ledger.rows()
+    table = render_table(rows, "dataset")  # say, the chaotic study's regimes
+    assert table.startswith("| Block | dataset | held-out | Best R² |")
+    assert "| 1 | 1.0 | - | 0.95 | 0.95 | 2 |" in table  # one value column, not a percentage
+    assert "| 1 | 100% | 1.0 | - | 0.95 |" in render_table(rows)  # the seeds' columns for sparsity levels
+    assert (table_title("dataset"), table_title(FILLING_FACTOR)) == (
+        "Block Comparison Table",
+        "Sparsity Comparison Table",
+    )
 
 
 def test_tree_plot_reads_the_tree_data() -> None:

@@ -272,7 +272,7 @@ def report(exp: Experiment) -> Path:
     folder.mkdir(exist_ok=True)
     lines = [f"# Study report: {info['study']['name']}\n\n", info["study"].get("description", "") + "\n\n"]
     lines.append(f"{len(records)} trials completed, {len(exp.ledger.running)} running.\n\n## Comparison\n\n")
-    lines.append(render_table(rows) + memory_section(info))
+    lines.append(render_table(rows, info["block_key"]) + memory_section(info))
     numeric = all(isinstance(r["value"], int | float) for r in rows)
     if numeric and records:
         save_figure(lambda ax: plot_landscape(ax, rows, info["block_key"]), folder / "landscape.png", (6, 4))

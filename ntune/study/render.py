@@ -29,6 +29,7 @@ from ntune.study.records import fmt
 from searchers.space import format_value
 
 __all__ = [
+    "FILLING_FACTOR",
     "MEMORY_SECTIONS",
     "SEED_STRATEGY",
     "SHORT_NAMES",
@@ -42,6 +43,7 @@ __all__ = [
     "render_memory_of",
     "render_ranges",
     "render_table",
+    "table_title",
 ]
 
 
@@ -55,6 +57,7 @@ def _ceiling_note(row: dict[str, Any]) -> str:
     return "" if ceiling is None or math.isnan(ceiling) else f", ceiling {fmt(ceiling, 3)}"
 
 
+FILLING_FACTOR = "simulation.connectivity_filling_factor"  # the seeds' block key: their table's own columns
 TABLE_COLUMNS = (
     "Block",
     "Sparsity",
@@ -71,19 +74,26 @@ TABLE_COLUMNS = (
 )
 
 
-def render_table(rows: list[dict[str, Any]]) -> str:
+def table_title(block_key: str) -> str:
+    """The memory's comparison table heading: the seeds' name when the blocks are sparsity levels."""
+    return "Sparsity Comparison Table" if block_key == FILLING_FACTOR else "Block Comparison Table"
+
+
+def render_table(rows: list[dict[str, Any]], block_key: str = FILLING_FACTOR) -> str:
     """The seeds' Sparsity Comparison Table in Markdown, with ntune's columns: held-out k/K first among the
     results; the best node's counted repeats (networks), its worst repeat and spread class; and robust,
-    trials, state in finding."""
+    trials, state in finding. Blocks over another key get one column for it (its last name part) in place
+    of Sparsity and filling_factor."""
+    sparse = block_key == FILLING_FACTOR
+    columns = TABLE_COLUMNS if sparse else ("Block", block_key.rpartition(".")[2], *TABLE_COLUMNS[3:])
     lines = [
-        "| " + " | ".join(TABLE_COLUMNS) + " |",
-        "| " + " | ".join("-" * len(c) for c in TABLE_COLUMNS) + " |",
+        "| " + " | ".join(columns) + " |",
+        "| " + " | ".join("-" * len(c) for c in columns) + " |",
     ]
     for k, r in enumerate(rows, 1):
         cells = (
             str(k),
-            _sparsity(r["value"]),
-            str(r["value"]),
+            *((_sparsity(r["value"]), str(r["value"])) if sparse else (str(r["value"]),)),
             held_out_cell(r),
             fmt(r["best_R2"]),
             fmt(r["best_cluster"]),
@@ -192,11 +202,12 @@ def render_memory_of(ledger: Ledger) -> str:
     ]
     current = ledger.last_block or (rows[0]["block"] if rows else None)
     index = {r["block"]: k for k, r in enumerate(rows, 1)}
+    block_key = ledger.info["block_key"]
     out = [
         f"# Working Memory: {ledger.info['study']['name']}\n\n",
         "## Knowledge Base (accumulated across all blocks)\n\n",
-        "### Sparsity Comparison Table\n\n",
-        render_table(rows),
+        f"### {table_title(block_key)}\n\n",
+        render_table(rows, block_key),
         "\n### Established Principles\n\n",
         ("".join(principles) or "None yet.\n") if effects else "No mutation evaluated yet.\n",
         "\n### Open Questions\n\n",
@@ -217,7 +228,12 @@ def render_memory_of(ledger: Ledger) -> str:
     total = held_out_of(ledger.info)
     held = held_out_words(ledger.held_out(block.label), total)
     out.append(
-        f"Sparsity: {_sparsity(row['value'])} ({current})\nIterations: {block.first_iter} to {last} "
+        (
+            f"Sparsity: {_sparsity(row['value'])} ({current})"
+            if block_key == FILLING_FACTOR
+            else f"Block: {current}"
+        )
+        + f"\nIterations: {block.first_iter} to {last} "
         f"({row['trials']}/{row['budget']} trials)\n"
         + (f"{held[0].upper()}{held[1:]} (node {row['best_node']})\n" if held else "")
         + "\n### Hypothesis\n\n"

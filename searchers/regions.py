@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from searchers.ranges import Tree
+
+class Tree(Protocol):
+    """What :func:`tree_facts` reads of a block's tree (a :class:`searchers.tree.Tree`): its nodes by id."""
+
+    @property
+    def nodes(self) -> Mapping[int, Any]: ...
 
 
 @dataclass(frozen=True)

@@ -258,6 +258,9 @@ def test_a_short_fit_recovers_W_of_a_tiny_chaotic_network() -> None:
     assert math.isnan(m["cluster_accuracy"])  # one neuron type: undefined
     assert m["classification"] == "converged"  # fit classifies one type by connectivity_R2 alone
     assert m["test_R2"] > 0.5
+    for key in ("effective_rank_90", "effective_rank_99"):  # the activity's complexity, as upstream logs it
+        assert m[key] == data.summary[key] and 1 <= m[key] <= config.simulation.n_neurons
+    assert m["effective_rank_90"] <= m["effective_rank_99"]
 
 
 def test_a_fit_of_two_types_recovers_W_and_the_types() -> None:

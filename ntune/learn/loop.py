@@ -77,6 +77,9 @@ class RunLog:
                 data.summary.get("ceiling", math.nan)
             ),  # of this network (ntune.data.identifiability)
             "data_limited": is_data_limited(data.summary, DEFAULT_THRESHOLDS["connectivity_R2"]),
+            # activity complexity: principal components reaching 90 % / 99 % of the variance (upstream's figure)
+            "effective_rank_90": float(data.summary.get("effective_rank_90", math.nan)),
+            "effective_rank_99": float(data.summary.get("effective_rank_99", math.nan)),
             "connectivity_filling_factor": config.simulation.connectivity_filling_factor,
             "n_iterations": n_iterations,
         }

@@ -46,13 +46,14 @@ REPORTED_METRICS = (
     "connectivity_R2", "connectivity_slope", "zero_band", "cross", "cluster_accuracy", "test_R2",
     "test_pearson", "loss", "final_loss", "training_time_min", "spectral_radius",
     "connectivity_filling_factor", "iteration", "n_iterations", "epoch", "progress", "status",
-    "classification", "final", "ceiling", "data_limited",
+    "classification", "final", "ceiling", "data_limited", "effective_rank_90", "effective_rank_99",
 )  # fmt: skip
 """Every key of every report of a run (``fit``'s ``on_progress``, its final metrics, a Tune report); NaN until known."""
 
 RECORD_METRICS = (
     "connectivity_R2", "cluster_accuracy", "test_R2", "test_pearson", "connectivity_slope", "zero_band",
     "cross", "final_loss", "training_time_min", "spectral_radius", "n_iterations", "ceiling",
+    "effective_rank_90", "effective_rank_99",
 )  # fmt: skip
 """The final numbers a study's trial record keeps (:mod:`ntune.study.records`), a subset of REPORTED_METRICS."""
 

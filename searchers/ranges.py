@@ -297,10 +297,13 @@ def plan(
 
 
 def next_line(intervals: Sequence[Interval]) -> Line | None:
-    """The open line to probe next: the one with the fewest probes so far (ties: parameter order, down
-    before up), so that a small budget is spread over the parameters; None when no line is open."""
+    """The open line to probe next: the one with the fewest probes run so far (ties: parameter order, down
+    before up), so that a small budget is spread over the parameters; None when no line is open. A probe
+    not yet run (verdict open: a choice line lists all of its choices at once) does not count."""
     lines = [line for interval in intervals for line in interval.lines]
-    open_lines = [(len(line.probes), k) for k, line in enumerate(lines) if line.state == OPEN]
+    open_lines = [
+        (sum(p.verdict != OPEN for p in line.probes), k) for k, line in enumerate(lines) if line.state == OPEN
+    ]
     return lines[min(open_lines)[1]] if open_lines else None
 
 

@@ -117,6 +117,26 @@ def test_the_probes_find_the_closed_form_interval_to_the_bisection_tolerance() -
         assert math.log10(b / a) <= first / 4 + 0.01
 
 
+def test_a_choice_line_takes_its_turn_with_the_numeric_lines() -> None:
+    """The choices not yet run do not count as probes: with 12 probes over five parameters, seed 003's
+    batch_size was never probed before this (its three choices counted as three probes from the start)."""
+    batch = "training.batch_size"
+    domains = parse_space({**LR_SPACE, batch: {"type": "choice", "values": [1, 4, 8, 16], "default": 8}})
+    centre, runs = {LR: 1e-3, batch: 8}, {}
+
+    def lookup(params: dict[str, Any]) -> tuple[list[str], int]:
+        return runs.get((params[LR], params[batch]), []), 0
+
+    picked = []
+    for _ in range(5):
+        line = next_line(plan(centre, domains, DEFAULTS, lookup))
+        assert line is not None and line.next is not None
+        params = {**centre, line.key: line.next.value}
+        runs[(params[LR], params[batch])] = ["converged"]
+        picked.append((line.direction, line.next.value))
+    assert picked == [("down", 5.62e-4), ("up", 1.78e-3), ("choices", 1), ("down", 1.78e-4), ("up", 5.62e-3)]
+
+
 def test_a_retry_that_converges_moves_the_boundary_on() -> None:
     """5.62e-3 fails once, then converges: it counts as converged (unstable) and the line goes outward."""
     sequence, (interval,) = drive_plan(

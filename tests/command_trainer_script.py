@@ -5,7 +5,10 @@ config and writes closed-form metrics of its values (:func:`closed_form`) to MET
 evaluations under its own names (``R2``, ``cluster_acc``), so a study's results are known exactly. By the
 config's filling factor it also plays the failures a command trainer must survive: ``FAIL_FF`` writes to
 stderr and exits 3, ``HANG_FF`` starts a child in its process group, writes both pids to
-``$NTUNE_TRIAL_DIR/pids.json`` and sleeps. It records the environment it got in ``env.json``.
+``$NTUNE_TRIAL_DIR/pids.json`` and sleeps; ``KILL_FF`` plays a worker lost to the system (the OOM
+killer, a node going down): on its first attempt (no file at ``$KILL_MARKER`` yet) it writes that file
+and SIGKILLs its parent, the Ray worker running the trial, then trains as usual on the next attempt. It
+records the environment it got in ``env.json``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,7 +28,7 @@ import yaml
 TARGET_LR_W = 1e-2  # connectivity R2 is 1 here
 STEPS = 3  # evaluations written, the last one final
 STEP_S = 0.4  # seconds between evaluations (longer than the trial's poll interval)
-FAIL_FF, HANG_FF = 0.5, 0.25
+FAIL_FF, HANG_FF, KILL_FF = 0.5, 0.25, 0.75
 FAIL_MESSAGE = "closed-form script: no network at filling factor 0.5"
 ENV_KEYS = ("OMP_NUM_THREADS", "NTUNE_TRIAL_ID", "NTUNE_CONFIG", "NTUNE_METRICS", "CUDA_VISIBLE_DEVICES")
 
@@ -62,6 +66,11 @@ def main(argv: list[str]) -> int:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         (trial_dir / "pids.json").write_text(json.dumps([os.getpid(), child.pid]))
         time.sleep(600)
+        return 0
+    if ff == KILL_FF and not Path(os.environ["KILL_MARKER"]).exists():
+        Path(os.environ["KILL_MARKER"]).write_text(str(os.getppid()))
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(600)  # never reached in practice: this run's trial is gone
         return 0
     final = closed_form(config)
     for step in range(1, STEPS + 1):

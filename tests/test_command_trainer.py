@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from command_trainer_script import FAIL_MESSAGE, STEPS, closed_form
+from command_trainer_script import FAIL_MESSAGE, KILL_FF, STEPS, closed_form
 from study_fakes import TINY_RUN, study_dict, write_study
 from test_upstream_import import UPSTREAM
 
@@ -231,6 +231,48 @@ def _assert_gone(pids: list[int]) -> None:
 
 def _tune_results(trial_dir: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (Path(trial_dir) / "result.json").read_text().splitlines()]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize("max_failures", [0, 1])
+def test_a_trial_whose_worker_is_killed_runs_again_with_max_failures(
+    tmp_path: Path, ray_session: None, max_failures: int
+) -> None:
+    """The Ray worker of the one trial is SIGKILLed on the trial's first attempt (as the OOM killer
+    would): with max_failures 0 the run is an error record, a failed repeat of its config; with 1, Ray
+    runs the trial again and the journal holds its result only."""
+    from rich.console import Console
+
+    from ntune.cli.run import run_command as ntune_run
+
+    marker = tmp_path / "killed_once"
+    path = write_study(
+        tmp_path / "lost.yaml",
+        "lost",
+        blocks={"simulation.connectivity_filling_factor": [KILL_FF]},
+        n_iter_block=1,
+        storage_path=str(tmp_path / "results"),
+        data_limited={"check": False},
+        max_failures=max_failures,
+        trainer=_trainer(env={"KILL_MARKER": str(marker)}),
+    )
+    console = Console(record=True, width=160)
+    assert ntune_run(path, console=console) == 0, console.export_text()
+    assert marker.is_file()  # the worker was killed once
+    (rec,), running = read_trials(tmp_path / "results" / "lost")
+    assert running == {} and _complete_count(tmp_path / "results" / "lost") == 1
+    if max_failures == 0:
+        assert rec["status"] == "error" and rec["classification"] == "failed"
+        assert "died" in rec["error"].lower() or "unavailable" in rec["error"].lower(), rec["error"]
+    else:
+        assert rec["status"] == "ok" and rec["error"] == ""
+        assert rec["metrics"]["connectivity_R2"] == closed_form(rec["config"])["connectivity_R2"]
+
+
+def _complete_count(exp_dir: Path) -> int:
+    lines = (exp_dir / "trials.jsonl").read_text().splitlines()
+    return sum(json.loads(line)["event"] == "complete" for line in lines)
 
 
 @pytest.mark.integration

@@ -2,10 +2,13 @@
 
 One harness (``run_search``): the study's trainable (``ntune.tune.trainable.make_trainable``), base config, space,
 objective, per-trial resources and ``max_concurrent_trials``, one block value at a time, ``budget`` trials,
-run through a real ``tune.Tuner`` with one of three searchers:
+run through a real ``tune.Tuner`` with one of four searchers:
 
 * ``ucb``: ntune's searcher (``ntune.tune.driver.build_searcher``) on a study holding only that block, with
-  ``n_iter_block = budget`` and ``seed``; it spends part of its budget on robustness re-runs.
+  ``n_iter_block = budget`` and ``seed``, without early stopping; it spends part of its budget on robustness
+  re-runs.
+* ``ucb_stop``: the same with lineage early stopping (``ntune.tune.early_stop.LineageScheduler``, the study's
+  ``early_stop`` rule, the default rule when the study has none).
 * ``random``: Tune's ``BasicVariantGenerator`` (``random_state = seed``) over the study's space mapped to
   Tune domains (``tune_domain``).
 * ``tpe``: Tune's ``OptunaSearch`` (TPE, ``seed``) over the same space, metric ``score`` (the study's
@@ -41,6 +44,7 @@ from searcher_tally import SEARCHERS, config_id, markdown, merge, summarize
 
 from ntune.config import ConfigError, config_from_dict, get_dotted, set_dotted
 from ntune.study.config import StudyConfig, load_study
+from ntune.study.stopping import EarlyStop
 from searchers.objective import classify, score
 from searchers.record import SEARCH_KEY
 from searchers.space import Domain, format_value, parse_space
@@ -57,6 +61,7 @@ METRIC_KEYS = (
     "connectivity_slope",
     "zero_band",
     "status",
+    "stopped_at",
 )
 OnTrial = Callable[[dict[str, Any]], None]
 
@@ -206,6 +211,7 @@ def _fit(
     seed: int,
     on_trial: OnTrial | None,
     storage: str | None,
+    scheduler: Any = None,
 ) -> list[dict[str, Any]]:
     """One ``Tuner.fit`` with the study's resources and concurrency; its finished trials in order."""
     from ray import tune
@@ -225,6 +231,7 @@ def _fit(
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 search_alg=search_alg,
+                scheduler=scheduler,
                 num_samples=num_samples,
                 metric="score",
                 mode="max",
@@ -277,12 +284,17 @@ def run_search(
     """
     one = block_study(study, level, budget, seed)
     common: dict[str, Any] = {"num_samples": budget, "seed": seed, "on_trial": on_trial, "storage": storage}
-    if kind == "ucb":
-        from ntune.tune.driver import build_searcher
+    if kind in ("ucb", "ucb_stop"):
+        from ntune.tune.driver import build_searcher, scheduler_for
         from ntune.tune.trainable import make_trainable
 
+        rule = (one.early_stop or EarlyStop()) if kind == "ucb_stop" else None
+        one = one.model_copy(update={"early_stop": rule})
         searcher = build_searcher(one, base)
-        return _fit(one, make_trainable(one), param_space=None, search_alg=searcher, **common)
+        scheduler = scheduler_for(one, searcher)
+        return _fit(
+            one, make_trainable(one), param_space=None, search_alg=searcher, scheduler=scheduler, **common
+        )
     space = param_space(one, base, level)
     if kind == "random":
         from ray.tune.search import BasicVariantGenerator
@@ -349,14 +361,15 @@ def run_one(
     start = time.monotonic()
     kw: dict[str, Any] = {"on_trial": on_trial, "storage": storage}
     trials = run_search(kind, study, base, level, budget, seed, **kw)
-    reruns = [] if kind == "ucb" else verify(study, base, level, trials, seed, **kw)
+    in_budget = kind in ("ucb", "ucb_stop")
+    reruns = [] if in_budget else verify(study, base, level, trials, seed, **kw)
     return {
         "searcher": kind,
         "level": level,
         "seed": seed,
         "budget": budget,
         "repeats": study.robustness_repeats,
-        "robustness": "in-budget" if kind == "ucb" else "verified",
+        "robustness": "in-budget" if in_budget else "verified",
         "slots": study.max_concurrent_trials,  # the verify-as-you-go replay runs as many at once
         "trials": trials,
         "verification": reruns,
@@ -395,7 +408,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--first-seed", type=int, default=0, help="the first seed (add seeds to an earlier run's; default 0)"
     )
     parser.add_argument("--budget", type=int, default=None, help="trials per block (default: n_iter_block)")
-    parser.add_argument("--searchers", default=",".join(SEARCHERS), help="comma separated: ucb,random,tpe")
+    parser.add_argument(
+        "--searchers",
+        default="ucb,random,tpe",
+        help=f"comma separated, of {','.join(SEARCHERS)} (ucb_stop: the tree with lineage early stopping)",
+    )
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="study override a.b=c")
     parser.add_argument("--out", default=None, help="JSON of every trial (rewritten after each run)")
     parser.add_argument(

@@ -23,8 +23,13 @@ is re-tabulated without re-training. Definitions, the same for every searcher:
 * **training min to first converged**: the training time of the trials up to and including the first
   converged one, in completion order (the whole budget's when none converged): the cost-aware twin of
   trials to first converged, since the searched duration parameters set what a trial costs.
+* **training min to first robust**: the training time of the trials completed up to and including the run
+  that made the first config robust (for random / TPE in the verify-as-you-go replay, re-runs included);
+  the whole budget's, re-runs included, when none did.
 * **robust configs**: UCB: robust configs within its budget; random / TPE: converged configs of the
   search whose re-runs all converged.
+* **early stopping** (``ucb_stop`` beside ``ucb``): training min to first robust with over without, their
+  difference, and the trials stopped per seed (``stopped_at`` in a trial's metrics).
 * **± SE**: the standard error of a mean over seeds, ``stdev / sqrt(seeds)`` (nan with one seed). The
   searchers' seeds are independent runs, so a difference of two means has SE
   ``sqrt(SE_ntune**2 + SE_other**2)``; a difference within about two of them is within seed noise.
@@ -45,8 +50,13 @@ from searchers.space import config_key
 
 Run = Mapping[str, Any]  # {"searcher", "level", "seed", "budget", "repeats", "robustness", "trials", ...}
 Trial = Mapping[str, Any]  # {"index", "started", "params", "seed", "score", "classification", ...}
-SEARCHERS = ("ucb", "random", "tpe")
-NAMES = {"ucb": "ntune UCB tree", "random": "random search", "tpe": "Optuna TPE"}
+SEARCHERS = ("ucb", "ucb_stop", "random", "tpe")
+NAMES = {
+    "ucb": "ntune UCB tree",
+    "ucb_stop": "ntune UCB tree, early stopping",
+    "random": "random search",
+    "tpe": "Optuna TPE",
+}
 
 
 def config_id(params: Mapping[str, Any]) -> str:
@@ -95,14 +105,15 @@ Running = tuple[float, int, str, int, Trial]  # (end time, start order, config i
 
 def _first_robust_verified(
     trials: Sequence[Trial], reruns: Mapping[str, list[Trial]], repeats: int, slots: int
-) -> int | None:
-    """The verify-as-you-go replay (module doc): an event loop over ``slots`` running trials."""
+) -> tuple[int, float] | None:
+    """The verify-as-you-go replay (module doc): an event loop over ``slots`` running trials; the trials
+    completed up to the first robust config and their summed training minutes."""
     search = deque(sorted(trials, key=lambda t: int(t.get("suggested", t.get("index", 0)))))
     ready: deque[tuple[str, int]] = deque()  # (config id, re-run number) allowed to start
     running: list[Running] = []  # a heap: the next to complete first
     verified: set[str] = set()
     started = completed = 0
-    now = 0.0
+    now = spent = 0.0
     while True:
         while len(running) < slots and (ready or search):
             key, k = ready.popleft() if ready else (config_id(search[0]["params"]), -1)
@@ -113,11 +124,12 @@ def _first_robust_verified(
             return None
         now, _, key, k, trial = heapq.heappop(running)
         completed += 1
+        spent += _minutes(trial)
         if not converged(trial) or (k < 0 and key in verified):
             continue
         verified.add(key)
         if k + 2 >= repeats:  # this run completed the config's repeats, all converged
-            return completed
+            return completed, spent
         if k + 1 < len(reruns.get(key, [])):
             ready.append((key, k + 1))
 
@@ -126,9 +138,16 @@ def first_robust(run: Run) -> int | None:
     """Trials (search and, for ``verified`` runs, re-runs) spent up to the first robust config; None if none.
 
     A ``verified`` run is replayed with ``run["slots"]`` concurrent trials (1 when absent)."""
+    found = _robust_cost(run)
+    return None if found is None else found[0]
+
+
+def _robust_cost(run: Run) -> tuple[int, float] | None:
+    """(trials, training minutes) completed up to the first robust config; None if none."""
     trials, repeats = run["trials"], int(run["repeats"])
     if run["robustness"] == "in-budget":
-        return _first_robust_in_budget(trials, repeats)
+        k = _first_robust_in_budget(trials, repeats)
+        return None if k is None else (k, training_min(trials[:k]))
     return _first_robust_verified(trials, _reruns(run), repeats, int(run.get("slots", 1)))
 
 
@@ -157,13 +176,16 @@ class Outcome:
     found_robust: bool
     train_min: float
     min_to_converged: float  # training minutes up to the first converged trial (all of them if none)
+    min_to_robust: float  # training minutes up to the run that made the first robust config (all if none)
+    stopped: int  # trials stopped early (``stopped_at`` in their metrics)
 
 
 def outcome(run: Run) -> Outcome:
     """The tally of one run (one searcher, block value and seed)."""
     budget = int(run["budget"])
-    conv, rob = first_converged(run["trials"]), first_robust(run)
-    rob = rob if rob is not None and rob <= budget else None
+    conv, cost = first_converged(run["trials"]), _robust_cost(run)
+    rob = cost[0] if cost is not None and cost[0] <= budget else None
+    spent = training_min(run["trials"]) + training_min(run.get("verification", []))
     scores = [float(t.get("score", 0.0)) for t in run["trials"]]
     return Outcome(
         first_converged=conv if conv is not None else budget + 1,
@@ -174,6 +196,8 @@ def outcome(run: Run) -> Outcome:
         found_robust=rob is not None,
         train_min=training_min(run["trials"]),
         min_to_converged=training_min(run["trials"][: conv or len(run["trials"])]),
+        min_to_robust=cost[1] if cost is not None and rob is not None else spent,
+        stopped=sum("stopped_at" in t.get("metrics", {}) for t in run["trials"]),
     )
 
 
@@ -195,6 +219,9 @@ class Row:
     min_to_converged: float
     first_converged_se: float
     first_robust_se: float
+    min_to_robust: float
+    min_to_robust_se: float
+    stopped: float  # trials stopped early per seed
 
 
 MERGE_KEYS = ("study", "overrides", "budget", "robustness_repeats", "max_concurrent_trials")
@@ -252,6 +279,9 @@ def summarize(runs: Iterable[Run]) -> list[Row]:
                     min_to_converged=statistics.mean(o.min_to_converged for o in outs),
                     first_converged_se=standard_error([o.first_converged for o in outs]),
                     first_robust_se=standard_error([o.first_robust for o in outs]),
+                    min_to_robust=statistics.mean(o.min_to_robust for o in outs),
+                    min_to_robust_se=standard_error([o.min_to_robust for o in outs]),
+                    stopped=statistics.mean(o.stopped for o in outs),
                 )
             )
     return rows
@@ -287,7 +317,7 @@ def ratios(rows: Sequence[Row]) -> list[Ratio]:
     out = []
     for row in rows:
         ucb = by.get((repr(row.level), "ucb"))
-        if row.searcher == "ucb" or ucb is None:
+        if row.searcher in ("ucb", "ucb_stop") or ucb is None:
             continue
         out.append(
             Ratio(
@@ -305,6 +335,43 @@ def ratios(rows: Sequence[Row]) -> list[Ratio]:
     return out
 
 
+@dataclass(frozen=True)
+class StopGain:
+    """The tree with lineage early stopping against the tree without, at one block value."""
+
+    level: Any
+    minutes: float  # training minutes to the first robust config, with / without (< 1: early stopping saved)
+    minutes_diff: float  # with minus without, and its standard error
+    minutes_diff_se: float
+    trials: float  # trials to the first robust config, with / without
+    robust: tuple[int, int, int]  # seeds that found a robust config: with, without, of
+    stopped: float  # trials stopped per seed
+    budget_minutes: tuple[float, float]  # the budget's training minutes per seed: with, without
+
+
+def stop_gains(rows: Sequence[Row]) -> list[StopGain]:
+    """``ucb_stop`` against ``ucb`` per block value where both ran."""
+    by = {(repr(r.level), r.searcher): r for r in rows}
+    out = []
+    for row in rows:
+        plain = by.get((repr(row.level), "ucb"))
+        if row.searcher != "ucb_stop" or plain is None:
+            continue
+        out.append(
+            StopGain(
+                level=row.level,
+                minutes=_div(row.min_to_robust, plain.min_to_robust),
+                minutes_diff=row.min_to_robust - plain.min_to_robust,
+                minutes_diff_se=math.hypot(row.min_to_robust_se, plain.min_to_robust_se),
+                trials=_div(row.first_robust, plain.first_robust),
+                robust=(row.robust_seeds, plain.robust_seeds, min(row.seeds, plain.seeds)),
+                stopped=row.stopped,
+                budget_minutes=(row.train_min, plain.train_min),
+            )
+        )
+    return out
+
+
 def _div(a: float, b: float) -> float:
     return a / b if b else math.nan
 
@@ -316,8 +383,8 @@ def markdown(rows: Sequence[Row], meta: Mapping[str, Any] | None = None) -> str:
     lines = [
         "| block value | ceiling | searcher | seeds | trials to 1st converged | converged in | "
         "trials to 1st robust | robust in | best score | robust configs | training min | "
-        "training min to 1st converged |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "training min to 1st converged | training min to 1st robust | stopped |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ceiling = ceilings.get(repr(r.level))
@@ -326,7 +393,7 @@ def markdown(rows: Sequence[Row], meta: Mapping[str, Any] | None = None) -> str:
             f"{_pm(r.first_converged, r.first_converged_se, 1)} | {r.converged_seeds}/{r.seeds} | "
             f"{_pm(r.first_robust, r.first_robust_se, 1)} | "
             f"{r.robust_seeds}/{r.seeds} | {r.best_score:.3f} | {r.robust_configs:.1f} | {r.train_min:.1f} | "
-            f"{r.min_to_converged:.2f} |"
+            f"{r.min_to_converged:.2f} | {_pm(r.min_to_robust, r.min_to_robust_se, 2)} | {r.stopped:.1f} |"
         )
     lines += [
         "",
@@ -341,6 +408,21 @@ def markdown(rows: Sequence[Row], meta: Mapping[str, Any] | None = None) -> str:
             f"{_pm(q.converged_diff, q.converged_diff_se, 2, sign=True)} | "
             f"{_pm(q.robust_diff, q.robust_diff_se, 2, sign=True)} |"
         )
+    gains = stop_gains(rows)
+    if gains:
+        lines += [
+            "",
+            "| block value | early stopping / without: training min to 1st robust | difference (min) | "
+            "trials to 1st robust | robust in (with, without) | stopped per seed | budget's training min "
+            "(with, without) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for g in gains:
+            lines.append(
+                f"| {g.level} | {g.minutes:.2f} | {_pm(g.minutes_diff, g.minutes_diff_se, 2, sign=True)} | "
+                f"{g.trials:.2f} | {g.robust[0]}/{g.robust[2]}, {g.robust[1]}/{g.robust[2]} | {g.stopped:.1f} | "
+                f"{g.budget_minutes[0]:.1f}, {g.budget_minutes[1]:.1f} |"
+            )
     lines += [
         "",
         "Trial counts are means over seeds in completion order; budget + 1 counts a seed that did not get "
@@ -350,7 +432,9 @@ def markdown(rows: Sequence[Row], meta: Mapping[str, Any] | None = None) -> str:
         "over seeds; a difference's SE is that of two independent means, and a difference within about two "
         "of them is within seed noise. Training min: the budget's summed training time "
         "(the searched values, e.g. data_augmentation_loop, set what a trial costs); to 1st converged: up to and "
-        "including the first converged trial (the whole budget's when none did), its ratio the cost-aware one.",
+        "including the first converged trial (the whole budget's when none did), its ratio the cost-aware one; "
+        "to 1st robust: up to and including the run that made the first config robust (the whole budget's, "
+        "re-runs included, when none did). Stopped: trials stopped early by lineage early stopping.",
     ]
     return "\n".join(lines)
 

@@ -115,6 +115,30 @@ def test_off_diagonal_sum_and_l1_equal_the_masked_forms() -> None:
         assert torch.allclose(a, b, atol=1e-12)
 
 
+def test_off_diagonal_synapses_per_member_equal_each_member_alone() -> None:
+    """With a member axis, W (K, N, N) and h (K, batch, N): every member's message, L1 and gradients are
+    what the member alone gives (and gradcheck holds for the batched form)."""
+    gen = torch.Generator().manual_seed(1)
+    W = torch.randn(3, 12, 12, dtype=torch.float64, generator=gen, requires_grad=True)
+    h = torch.randn(3, 4, 12, dtype=torch.float64, generator=gen, requires_grad=True)
+    g = torch.randn(3, 4, 12, dtype=torch.float64, generator=gen)
+    c = torch.tensor([0.3, 0.0, 1.7], dtype=torch.float64)  # one L1 weight per member
+    assert torch.autograd.gradcheck(
+        lambda h, W: (off_diagonal_synapses(h, W)[0] * g).sum() + (c * off_diagonal_synapses(h, W)[1]).sum(),
+        (h, W),
+    )
+    msg, l1 = off_diagonal_synapses(h, W)
+    assert msg.shape == (3, 4, 12) and l1.shape == (3,)
+    grads = torch.autograd.grad((msg * g).sum() + (c * l1).sum(), (h, W))
+    for k in range(3):
+        msg_k, l1_k = off_diagonal_synapses(h[k], W[k])
+        assert torch.allclose(msg[k], msg_k, atol=1e-12) and torch.allclose(l1[k], l1_k, atol=1e-12)
+        alone = torch.autograd.grad((msg_k * g[k]).sum() + c[k] * l1_k, (h, W))
+        assert torch.allclose(grads[0][k], alone[0][k], atol=1e-12)
+        assert torch.allclose(grads[1][k], alone[1][k], atol=1e-12)
+        assert float(grads[1][k].diagonal().abs().max()) == 0.0
+
+
 def _pair(n: int, dtype: torch.dtype = torch.float32) -> tuple[SignalGNN, ReferenceGNN]:
     torch.manual_seed(0)
     fast = SignalGNN(n, lin_edge_eval="pieces").to(dtype)

@@ -17,6 +17,7 @@ import torch
 
 from ntune.config import NtuneConfig, config_from_dict
 from ntune.data.simulate import SimData, simulate
+from ntune.learn import model as model_module
 from ntune.learn.population import groups, train_population
 from ntune.learn.train import fit
 
@@ -108,6 +109,31 @@ def test_structural_settings_form_groups(data64: SimData) -> None:
     results = train_population(configs, data64)
     _assert_losses_equal(fit(configs[1], data64).losses, results[1].losses, n=40)
     assert [len(r.losses) for r in results] == [150, 300, 150, 150]
+
+
+def test_members_evaluated_piece_by_piece_train_like_fit(data64: SimData) -> None:
+    """lin_edge_eval 'pieces': each member's lin_edge is evaluated as its piecewise-linear function (the
+    fast CPU step ``fit`` takes at N = 1000), lin_phi with its split first layer, the synapses without
+    the mask multiply; losses equal ``fit``'s, which evaluates the same way, and the plain MLP's."""
+    configs = [_config(seed=5), _config(seed=6, learning_rate_W_start=3e-3, coeff_W_L1=1e-4)]
+    for config in configs:
+        config.graph_model.lin_edge_eval = "pieces"
+    calls: list[int] = []
+    original = model_module.piecewise_forward
+
+    def counted(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(model_module, "piecewise_forward", counted)
+        results = train_population(configs, data64)
+    assert len(calls) >= 2 * 150  # every member, every iteration
+    for config, member in zip(configs, results, strict=True):
+        _assert_losses_equal(fit(config, data64).losses, member.losses)
+        as_mlp = config.model_copy(deep=True)
+        as_mlp.graph_model.lin_edge_eval = "mlp"
+        _assert_losses_equal(fit(as_mlp, data64).losses, member.losses)
 
 
 @pytest.mark.gpu

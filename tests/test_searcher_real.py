@@ -144,7 +144,7 @@ def _run(searcher: str, seed: int, trials: list, verification: list | None = Non
         "seed": seed,
         "budget": 4,
         "repeats": 2,
-        "robustness": "in-budget" if searcher == "ucb" else "verified",
+        "robustness": "in-budget" if searcher in ("ucb", "ucb_stop") else "verified",
         "trials": trials,
         "verification": verification or [],
     }
@@ -184,8 +184,8 @@ def test_tally_counts_and_ratios_on_a_hand_made_trial_list() -> None:
     assert "| 0.5 | random search | 1.75 | 0.80 |" in table
     assert "| 0.5 | Optuna TPE | 3.50 | 2.00 |" in table
     assert (
-        "| 0.5 | 0.9900 | ntune UCB tree | 2 | 3.5 ± 1.5 | 1/2 | 4.0 ± 1.0 | 1/2 | 0.625 | 0.5 | 0.0 | 0.00 |"
-        in table
+        "| 0.5 | 0.9900 | ntune UCB tree | 2 | 3.5 ± 1.5 | 1/2 | 4.0 ± 1.0 | 1/2 | 0.625 | 0.5 | 0.0 | 0.00 "
+        "| 0.00 ± 0.00 | 0.0 |" in table
     )
 
 
@@ -233,6 +233,43 @@ def test_training_minutes_to_first_converged_and_their_ratio() -> None:
     assert (ratio.converged, ratio.minutes) == (pytest.approx(3.5 / 1), pytest.approx(4.5 / 5.0))
     table = searcher_tally.markdown(list(rows.values()))
     assert "| 0.5 | random search | 3.50 | 1.00 | 0.90 |" in table
+
+
+def _stopped(params: dict[str, Any], ok: bool, minutes: float) -> dict[str, Any]:
+    trial = _trial(params, ok, minutes=minutes)
+    trial["metrics"]["stopped_at"] = 0.5
+    return trial
+
+
+def test_training_minutes_to_first_robust_and_the_early_stopping_gain() -> None:
+    """Minutes up to the run that made a config robust (the whole budget's when none did); with early
+    stopping against without: their ratio, difference and SE, trials stopped per seed."""
+    runs = [
+        # without: robust at trial 3 after 1 + 2 + 3 minutes; a seed without one spends its budget (6)
+        _run("ucb", 0, [_trial(A, False, minutes=1.0), _trial(B, True, minutes=2.0),
+                        _trial(B, True, minutes=3.0), _trial(C, False, minutes=4.0)]),
+        _run("ucb", 1, [_trial(A, False, minutes=1.5)] * 4),
+        # with: A stopped early, robust at trial 3 after 5 minutes; the other seed's 4 trials all stopped
+        _run("ucb_stop", 0, [_stopped(A, False, 1.0), _trial(B, True, minutes=2.0), _trial(B, True, minutes=2.0)]),
+        _run("ucb_stop", 1, [_stopped(A, False, 1.0)] * 4),
+        # random, verified with one slot: A (1 min), then A's re-run (1.5 min) makes it robust: 2.5 minutes
+        _run("random", 0, [_trial(A, True, minutes=1.0), _trial(B, False, minutes=2.0)],
+             [_trial(A, True, repeat=1, minutes=1.5)]),
+    ]  # fmt: skip
+    rows = {r.searcher: r for r in searcher_tally.summarize(runs)}
+    assert (rows["ucb"].min_to_robust, rows["ucb"].min_to_robust_se) == (6.0, 0.0)
+    assert (rows["ucb_stop"].min_to_robust, rows["ucb_stop"].min_to_robust_se) == (4.5, pytest.approx(0.5))
+    assert rows["random"].min_to_robust == pytest.approx(2.5)
+    assert (rows["ucb"].stopped, rows["ucb_stop"].stopped) == (0.0, 2.5)
+    assert [r.other for r in searcher_tally.ratios(list(rows.values()))] == ["random"]
+    (gain,) = searcher_tally.stop_gains(list(rows.values()))
+    assert gain.minutes == pytest.approx(4.5 / 6.0)
+    assert (gain.minutes_diff, gain.minutes_diff_se) == (-1.5, pytest.approx(0.5))
+    assert (gain.trials, gain.robust, gain.stopped) == (1.0, (1, 1, 2), 2.5)
+    assert gain.budget_minutes == (4.5, 8.0)
+    table = searcher_tally.markdown(list(rows.values()))
+    assert "| 0.5 | 0.75 | -1.50 ± 0.50 | 1.00 | 1/2, 1/2 | 2.5 | 4.5, 8.0 |" in table
+    assert "| 0.5 | - | ntune UCB tree, early stopping | 2 |" in table
 
 
 def test_standard_errors_over_seeds_and_of_the_differences() -> None:
@@ -317,7 +354,7 @@ def test_bad_arguments_name_the_field_and_exit_2(
     err = capsys.readouterr().err
     assert field in err
     if field == "--searchers":
-        assert "'grid'" in err and "ucb, random, tpe" in err
+        assert "'grid'" in err and "ucb, ucb_stop, random, tpe" in err
 
 
 def test_tune_domains_match_the_study_domains() -> None:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from ntune.config import GraphModelConfig
-from ntune.learn.piecewise import piecewise_forward
+from ntune.learn.piecewise import Layer, piecewise_forward
 from ntune.learn.synapses import off_diagonal_l1, off_diagonal_sum, off_diagonal_synapses
 
 LIN_EDGE_EVALS = ("auto", "pieces", "mlp")
@@ -252,14 +252,26 @@ class BatchedMLP(nn.Module):
             for i in range(len(layers[0]))
         )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
+        """The MLPs on x (K, ..., in) -> (K, ..., out); with ``start`` > 0, x is layer ``start - 1``'s output
+        before its ReLU and the layers from ``start`` on are applied."""
         shape = x.shape
         h = x.reshape(shape[0], -1, shape[-1])  # (K, M, in)
-        for i, (w, b) in enumerate(zip(self.weight, self.bias, strict=True)):
-            h = torch.baddbmm(b, h, w)  # (K, M, out)
-            if i < len(self.weight) - 1:
+        for i in range(start, len(self.weight)):
+            if i > 0:
                 h = torch.relu(h)
+            h = torch.baddbmm(self.bias[i], h, self.weight[i])  # (K, M, out)
         return h.reshape(*shape[:-1], h.shape[-1])  # (K, ..., out)
+
+    def layers(self, k: int) -> list[Layer]:
+        """Member k's linear layers as views of the stacked parameters (gradients flow into them)."""
+        return [Layer(w[k].mT, b[k, 0]) for w, b in zip(self.weight, self.bias, strict=True)]
+
+    def split_first_layer(self, a: Tensor) -> tuple[Tensor, Tensor]:
+        """For inputs [u, a_i]: the weight of u (K, 1, hidden) and the per-neuron part
+        a_i W_a^T + b (K, N, hidden) of the first layer, computed once per call (a: (K, N, emb))."""
+        w0 = self.weight[0]  # (K, 1 + emb, hidden)
+        return w0[:, :1], torch.baddbmm(self.bias[0], a, w0[:, 1:])
 
     def member(self, k: int, mlp: nn.Module) -> None:
         """Copy member k's weights into ``mlp`` (an :class:`ntune.learn.model.MLP` of the same shape)."""
@@ -270,13 +282,19 @@ class BatchedMLP(nn.Module):
 
 
 class PopulationGNN(nn.Module):
-    """K SignalGNN members stacked: a (K, N, emb), W (K, N, N), batched lin_edge and lin_phi (dense back end)."""
+    """K SignalGNN members stacked: a (K, N, emb), W (K, N, N), batched lin_edge and lin_phi (dense back end).
+
+    It evaluates what its members would, the way ``fit`` does: lin_edge piece by piece per member under the
+    members' ``lin_edge_eval`` rule, lin_phi with its first layer split by input, and on the complete graph
+    the synaptic sum and L1 without the (K, N, N) mask multiply (:mod:`ntune.learn.synapses`).
+    """
 
     def __init__(self, members: list[SignalGNN]) -> None:
         super().__init__()
         if any(m.edge_embedding for m in members):
             raise ValueError("a PopulationGNN batches PDE_N2 members only; PDE_N4 configs are trained by fit")
         self.n_members, self.n_neurons = len(members), members[0].n_neurons
+        self.lin_edge_eval, self.complete = members[0].lin_edge_eval, members[0].complete
         self.a = nn.Parameter(torch.stack([m.a.detach() for m in members]))  # (K, N, emb)
         self.W = nn.Parameter(torch.stack([m.W.detach() for m in members]))  # (K, N, N)
         self.lin_edge = BatchedMLP([m.lin_edge for m in members])
@@ -295,25 +313,37 @@ class PopulationGNN(nn.Module):
         return [[self.W], [self.a], [*self.lin_edge.parameters(), *self.lin_phi.parameters()]]
 
     def edge_term(self, u: Tensor) -> Tensor:
-        """lin_edge_k applied elementwise: u (K, ...) -> (K, ...)."""
+        """lin_edge_k applied elementwise: u (K, ...) -> (K, ...); on CPU piece by piece per member where
+        :meth:`SignalGNN.edge_term` would be (``lin_edge_eval``, ``PIECES_MIN_ROWS`` rows). On CUDA always
+        as the MLP: the population captures its step in a CUDA graph, which needs fixed shapes."""
+        cpu = u.device.type == "cpu"
+        if cpu and (
+            self.lin_edge_eval == "pieces"
+            or (self.lin_edge_eval == "auto" and u[0].numel() >= PIECES_MIN_ROWS)
+        ):
+            return torch.stack(
+                [piecewise_forward(self.lin_edge.layers(k), u[k]) for k in range(self.n_members)]
+            )  # (K, ...)
         return self.lin_edge(u.unsqueeze(-1)).squeeze(-1)
 
     def phi_at_zero(self) -> Tensor:
         """lin_phi_k([0, a_{k,i}]) (K, N)."""
-        at_zero = torch.cat([torch.zeros_like(self.a[..., :1]), self.a], dim=-1)  # (K, N, 1 + emb)
-        return self.lin_phi(at_zero).squeeze(-1)
+        return self.lin_phi(self.lin_phi.split_first_layer(self.a)[1], start=1).squeeze(-1)
 
     def phi_term(self, u: Tensor) -> Tensor:
         """lin_phi_k([u_i, a_{k,i}]) for u (K, batch, N) -> (K, batch, N)."""
-        a = self.a.unsqueeze(1).expand(-1, u.shape[1], -1, -1)  # (K, batch, N, emb)
-        return self.lin_phi(torch.cat([u.unsqueeze(-1), a], dim=-1)).squeeze(-1)  # (K, batch, N)
+        w_u, c = self.lin_phi.split_first_layer(self.a)  # (K, 1, h), (K, N, h)
+        z = torch.addcmul(c.unsqueeze(1), u.unsqueeze(-1), w_u.unsqueeze(1))  # (K, batch, N, h)
+        return self.lin_phi(z, start=1).squeeze(-1)  # (K, batch, N)
 
     def message(self, h: Tensor) -> Tensor:
         """m_{k,i} = sum_j W_{k,ij} h_{k,j}: h (K, batch, N) -> (K, batch, N)."""
         return torch.bmm(h, self.W_masked().mT)
 
     def synapses(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """(:meth:`message` (h), :meth:`W_L1`)."""
+        """(:meth:`message` (h), :meth:`W_L1`); on the complete graph in one pass for W's gradient."""
+        if self.complete:
+            return off_diagonal_synapses(h, self.W)
         return self.message(h), self.W_L1()
 
     def forward(self, u: Tensor, h: Tensor | None = None) -> Tensor:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -47,11 +48,46 @@ class Pieces:
         return len(self.breakpoints) + 1
 
 
-def _linears(mlp: nn.Module) -> list[nn.Linear]:
-    layers = [m for m in mlp.modules() if isinstance(m, nn.Linear)]
-    if not layers or layers[0].in_features != 1 or layers[-1].out_features != 1:
+class Affine(Protocol):
+    """One linear layer: ``weight`` (out, in) and ``bias`` (out,), as an ``nn.Linear`` has them."""
+
+    @property
+    def weight(self) -> Tensor: ...
+
+    @property
+    def bias(self) -> Tensor: ...
+
+
+@dataclass
+class Layer:
+    """An affine layer from tensors (views of stacked parameters keep their gradients): weight (out, in)."""
+
+    weight: Tensor
+    bias: Tensor
+
+
+MLPLike = nn.Module | Sequence[Affine]  # an MLP module, or its linear layers in order (ReLU between)
+
+
+def _linears(mlp: MLPLike) -> list[Affine]:
+    layers: list[Affine] = (
+        [m for m in mlp.modules() if isinstance(m, nn.Linear)] if isinstance(mlp, nn.Module) else list(mlp)
+    )
+    if not layers or layers[0].weight.shape[1] != 1 or layers[-1].weight.shape[0] != 1:
         raise ValueError("piecewise evaluation needs an MLP of one input and one output")
     return layers
+
+
+def _mlp(mlp: MLPLike, x: Tensor) -> Tensor:
+    """The MLP itself on x (rows, 1) -> (rows, 1): the module's own forward, or the layers with ReLU between."""
+    if isinstance(mlp, nn.Module):
+        return mlp(x)
+    layers = _linears(mlp)
+    for k, layer in enumerate(layers):
+        x = torch.addmm(layer.bias, x, layer.weight.T)  # (rows, out)
+        if k < len(layers) - 1:
+            x = torch.relu(x)
+    return x
 
 
 def _representatives(breakpoints: Tensor) -> Tensor:
@@ -64,7 +100,7 @@ def _representatives(breakpoints: Tensor) -> Tensor:
     return torch.cat([ends[:1], inner, ends[1:]])  # (P,)
 
 
-def _affine(layers: Sequence[nn.Linear], masks: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+def _affine(layers: Sequence[Affine], masks: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     """Slope and offset (P, out) of the pre-activation after ``layers``, given the masks (P, hidden) of all
     but the last of them; differentiable in the layers' parameters (dtype of the parameters)."""
     A = layers[0].weight[:, 0].unsqueeze(0)  # (1, h1)
@@ -76,9 +112,9 @@ def _affine(layers: Sequence[nn.Linear], masks: Sequence[Tensor]) -> tuple[Tenso
 
 
 @torch.no_grad()
-def pieces(mlp: nn.Module) -> Pieces:
+def pieces(mlp: MLPLike) -> Pieces:
     """The breakpoints and per-piece masks of a scalar ReLU MLP (float64, no gradient)."""
-    layers = [_Float64(layer) for layer in _linears(mlp)]
+    layers = [Layer(layer.weight.detach().double(), layer.bias.detach().double()) for layer in _linears(mlp)]
     breakpoints = layers[0].weight.new_zeros(0)  # (0,)
     for depth in range(1, len(layers)):
         c = _representatives(breakpoints)  # (P,)
@@ -93,16 +129,7 @@ def pieces(mlp: nn.Module) -> Pieces:
     return Pieces(breakpoints, _masks_at(layers, c, len(layers) - 1))
 
 
-class _Float64(nn.Module):
-    """A float64, gradient-free copy of an ``nn.Linear``'s weight and bias."""
-
-    def __init__(self, layer: nn.Linear) -> None:
-        super().__init__()
-        self.weight = layer.weight.detach().double()  # (out, in)
-        self.bias = layer.bias.detach().double()  # (out,)
-
-
-def _masks_at(layers: Sequence[nn.Module], c: Tensor, n_hidden: int) -> list[Tensor]:
+def _masks_at(layers: Sequence[Affine], c: Tensor, n_hidden: int) -> list[Tensor]:
     """The 0/1 masks (P, h) of the first ``n_hidden`` hidden layers at the points ``c`` (P,)."""
     masks: list[Tensor] = []
     z = c[:, None] * layers[0].weight[:, 0] + layers[0].bias  # (P, h1)
@@ -112,7 +139,7 @@ def _masks_at(layers: Sequence[nn.Module], c: Tensor, n_hidden: int) -> list[Ten
     return masks
 
 
-def coefficients(mlp: nn.Module, structure: Pieces) -> tuple[Tensor, Tensor]:
+def coefficients(mlp: MLPLike, structure: Pieces) -> tuple[Tensor, Tensor]:
     """alpha, beta (P,) of ``f(x) = alpha_p x + beta_p`` on each piece, differentiable in the MLP's parameters."""
     layers = _linears(mlp)
     dtype = layers[0].weight.dtype
@@ -121,11 +148,10 @@ def coefficients(mlp: nn.Module, structure: Pieces) -> tuple[Tensor, Tensor]:
     return A[:, 0], B[:, 0]
 
 
-def piecewise_forward(
-    mlp: nn.Module, x: Tensor, structure: Pieces | None = None, near: float = NEAR
-) -> Tensor:
+def piecewise_forward(mlp: MLPLike, x: Tensor, structure: Pieces | None = None, near: float = NEAR) -> Tensor:
     """``mlp(x[..., None])[..., 0]`` for any-shaped ``x``, computed piece by piece (same value and
-    parameter gradients as the MLP, to float tolerance); ``structure`` = :func:`pieces` (mlp) if given."""
+    parameter gradients as the MLP, to float tolerance); ``structure`` = :func:`pieces` (mlp) if given.
+    ``mlp`` is an MLP module or the sequence of its linear layers (:class:`Layer`), ReLU between them."""
     structure = structure if structure is not None else pieces(mlp)
     alpha, beta = coefficients(mlp, structure)  # (P,) each
     flat = x.reshape(-1)  # (rows,)
@@ -139,5 +165,5 @@ def piecewise_forward(
         close = gap <= near * (1 + flat.detach().abs())
         if bool(close.any()):
             rows = close.nonzero()[:, 0]  # (k,)
-            out = out.index_put((rows,), mlp(flat[rows].unsqueeze(-1))[:, 0])
+            out = out.index_put((rows,), _mlp(mlp, flat[rows].unsqueeze(-1))[:, 0])
     return out.reshape(x.shape)

@@ -52,6 +52,7 @@ def structure_key(config: NtuneConfig) -> tuple[Any, ...]:
         gc.hidden_dim,
         gc.n_layers,
         gc.backend,
+        gc.lin_edge_eval,
         tc.W_L1_proximal,
         tc.n_epochs_init > 0,
         tc.batch_size,

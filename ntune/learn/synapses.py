@@ -58,28 +58,36 @@ class OffDiagonalL1(torch.autograd.Function):
 
 class OffDiagonalSynapses(torch.autograd.Function):
     """Both at once, ``(h @ W_off.T, ||W_off||_1)``: W's gradient is built in one buffer,
-    ``sign(W) g_L1`` with ``g_msg.T @ h`` added by the GEMM itself."""
+    ``sign(W) g_L1`` with ``g_msg.T @ h`` added by the GEMM itself. With a leading member axis,
+    h (K, batch, N) and W (K, N, N) give (K, batch, N) and (K,): every member on its own."""
 
     @staticmethod
     def forward(ctx: Any, h: Tensor, W: Tensor) -> tuple[Tensor, Tensor]:
         ctx.save_for_backward(h, W)
-        msg = torch.addcmul(h @ W.T, h, W.diagonal(), value=-1.0)  # (batch, N)
-        return msg, W.abs().sum() - W.diagonal().abs().sum()
+        diag = W.diagonal(dim1=-2, dim2=-1).unsqueeze(-2)  # (..., 1, N)
+        msg = torch.addcmul(h @ W.mT, h, diag, value=-1.0)  # (..., batch, N)
+        return msg, W.abs().sum(dim=(-2, -1)) - diag.abs().sum(dim=(-2, -1))
 
     @staticmethod
     def backward(ctx: Any, grad_msg: Tensor, grad_l1: Tensor) -> tuple[Tensor | None, Tensor | None]:
         h, W = ctx.saved_tensors
         grad_h = grad_W = None
+        diag = W.diagonal(dim1=-2, dim2=-1).unsqueeze(-2)  # (..., 1, N)
         if ctx.needs_input_grad[0]:
-            grad_h = torch.addcmul(grad_msg @ W, grad_msg, W.diagonal(), value=-1.0)  # (batch, N)
+            grad_h = torch.addcmul(grad_msg @ W, grad_msg, diag, value=-1.0)  # (..., batch, N)
         if ctx.needs_input_grad[1]:
-            grad_W = torch.sign(W).mul_(grad_l1).addmm_(grad_msg.T, h)  # (N, N)
-            grad_W.diagonal().zero_()
+            grad_W = torch.sign(W).mul_(grad_l1[..., None, None])  # (..., N, N)
+            if W.dim() == 2:
+                grad_W.addmm_(grad_msg.T, h)
+            else:
+                grad_W.baddbmm_(grad_msg.mT, h)
+            grad_W.diagonal(dim1=-2, dim2=-1).zero_()
         return grad_h, grad_W
 
 
 def off_diagonal_synapses(h: Tensor, W: Tensor) -> tuple[Tensor, Tensor]:
-    """(m, l1): ``m[b, i] = sum_{j != i} W[i, j] h[b, j]`` (batch, N) and ``sum_{i != j} |W[i, j]|``."""
+    """(m, l1): ``m[b, i] = sum_{j != i} W[i, j] h[b, j]`` (batch, N) and ``sum_{i != j} |W[i, j]|``;
+    per member for h (K, batch, N), W (K, N, N): (K, batch, N) and (K,)."""
     return OffDiagonalSynapses.apply(h, W)
 
 

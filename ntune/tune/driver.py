@@ -299,7 +299,7 @@ def _callbacks(study: StudyConfig, journal: Journal, searcher: Any) -> tuple[Any
     return packed, callbacks
 
 
-def _scheduler(study: StudyConfig, searcher: Any) -> Any:
+def scheduler_for(study: StudyConfig, searcher: Any) -> Any:
     """The trial scheduler: lineage early stopping when the study has ``early_stop``, else Tune's FIFO."""
     if study.early_stop is None:
         return None
@@ -322,7 +322,7 @@ def _new_tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(packed, max_concurrent=study.max_concurrent_trials),
-            scheduler=_scheduler(study, searcher),
+            scheduler=scheduler_for(study, searcher),
             num_samples=total_budget(info, list(searcher.trees)),
             metric="score",
             mode="max",

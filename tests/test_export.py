@@ -13,6 +13,9 @@ from study_fakes import TRIALS, make_experiment, trial
 
 from ntune.cli.commands import export_command, report_command, status_command
 from ntune.config import ConfigError, load_config
+from ntune.report.export import best_records, learning_curves
+from ntune.study.experiment import read_experiment
+from ntune.study.guards import safe_name
 from ntune.study.journal import Journal
 
 FULL, HALF = "connectivity_filling_factor=1.0", "connectivity_filling_factor=0.5"
@@ -76,6 +79,10 @@ def test_report(tmp_path: Path) -> None:
     scatter = tmp_path / "trial_x" / "W_scatter.png"
     scatter.parent.mkdir()
     scatter.write_bytes(b"png")
+    (scatter.parent / "progress.csv").write_text(
+        "connectivity_R2,cluster_accuracy,iteration,status\n0.5,0.7,500,running\nnan,0.6,750,running\n"
+        "0.92,0.6,1000,ok\n"
+    )  # Tune's file: a row without R2 is left out
     lines = [json.loads(x) for x in (tmp_path / "trials.jsonl").read_text().splitlines()]
     for rec in lines:
         if rec.get("trial_id") == "t3" and rec["event"] == "complete":
@@ -91,6 +98,12 @@ def test_report(tmp_path: Path) -> None:
     assert (tmp_path / "report" / "landscape.png").stat().st_size > 1000
     assert f"![tree of {HALF}](trees/{HALF}.png)" in report
     assert f"![W scatter of {HALF}](trial_x/W_scatter.png)" in report
+    curves_png = f"report/curves_{safe_name(HALF)}.png"
+    assert f"![learning curves of the best config of {HALF}]({curves_png})" in report
+    assert (tmp_path / curves_png).stat().st_size > 1000
+    exp = read_experiment(tmp_path)
+    best = best_records(exp.records, exp.ledger.rows())[HALF]
+    assert learning_curves(exp, HALF, best) == [("net ?", [500.0, 1000.0], [0.5, 0.92], [0.7, 0.6])]
     assert "```\nNode 0: UCB=" in report
     assert (
         yaml.safe_load((tmp_path / "study.json").read_text())["block_key"]

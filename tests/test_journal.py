@@ -8,7 +8,7 @@ from pathlib import Path
 
 from study_fakes import TRIALS, FakeSearcher, fake_tree, make_experiment, trial
 
-from ntune.plots import tree_nodes
+from ntune.labels import tree_nodes
 from ntune.study.experiment import read_experiment
 from ntune.study.info import read_info
 from ntune.study.journal import Journal

@@ -1,6 +1,6 @@
 """The package's shape: the public API, and imports that follow the data's way (no circles, none upward).
 
-Layers, lowest first: the shared leaves (``ntune.yamlio``, ``ntune.config``, ``ntune.plots``,
+Layers, lowest first: the shared leaves (``ntune.yamlio``, ``ntune.config``, ``ntune.labels``, ``ntune.plots``,
 ``ntune.console``, ``ntune.upstream``) and ``searchers``, then ``ntune.data`` -> ``ntune.learn`` -> ``ntune.study`` ->
 ``ntune.tune`` -> ``ntune.report`` -> ``ntune.cli``. ``python tests/test_layout.py`` prints the import
 levels (longest import chain) of every module; ``--folders`` of every subpackage taken as one unit.

@@ -11,7 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
-from ntune.plots import compact, plot_tree, short_name
+from ntune.labels import compact, short_name
+from ntune.plots import plot_tree
 from ntune.study.entries import SHORT_NAMES
 from searchers.tree import Tree
 

@@ -294,7 +294,7 @@ def export(
 @app.command()
 def report(experiment: ExpArg) -> None:
     """Write report.md: comparison table, R^2 and cluster accuracy against filling factor, trees, Pareto fronts
-    and parameter importances (with ntune[optuna]), scatters."""
+    and parameter importances (with ntune[optuna]), scatters, learning curves of each block's best config."""
     from ntune.cli.commands import report_command
 
     try:

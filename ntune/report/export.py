@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ntune.config import ConfigError, config_from_dict, dump_config
-from ntune.plots import plot_landscape, plot_range_slice, plot_tree, save_figure
+from ntune.plots import Curve, plot_landscape, plot_learning_curves, plot_range_slice, plot_tree, save_figure
 from ntune.report.optuna_study import INSTALL, have_optuna, report_sections, write_journal
 from ntune.report.upstream_yaml import export_upstream
 from ntune.study.confirm import confirmation_lines
@@ -29,6 +29,7 @@ from ntune.study.ranges import RANGE_FIELDS, BlockRanges, range_rows, region_dic
 from ntune.study.records import fmt
 from ntune.study.render import block_ranges_text, render_table
 from searchers.ranges import log_scale
+from searchers.record import HELD_OUT
 
 FORMATS = ("yaml", "csv", "json", "ucb-txt", "upstream", "optuna", "ranges")
 OPTUNA_FILE = "optuna.log"  # EXP/optuna.log: the Optuna journal of ``export --format optuna``
@@ -298,9 +299,48 @@ def report(exp: Experiment) -> Path:
         if trial is not None:
             scatter = trial / "W_scatter.png"
             lines.append(f"![W scatter of {label}]({os.path.relpath(scatter, exp_dir)})\n")
+        curves = learning_curves(exp, label, rec)
+        if curves:
+            png = folder / f"curves_{safe_name(label)}.png"
+            save_figure(partial(plot_learning_curves, curves=curves), png, (6, 4))
+            lines.append(f"\n![learning curves of the best config of {label}]({folder.name}/{png.name})\n")
     path = exp_dir / "report.md"
     path.write_text("".join(lines))
     return path
+
+
+CURVE_KEYS = ("iteration", "connectivity_R2", "cluster_accuracy")
+
+
+def learning_curves(exp: Experiment, label: str, best: dict[str, Any]) -> list[Curve]:
+    """The learning curves of block ``label``'s best config: every run of its node (repeats and held-out
+    networks), each (``net <network>`` or ``held-out net <network>``, iteration, connectivity R^2, cluster
+    accuracy) at every report, read from the trial folder's ``progress.csv``; runs without one are left out."""
+    node = (best.get("search") or {}).get("node")
+    curves: list[Curve] = []
+    for rec in exp.records:
+        search = rec.get("search") or {}
+        if node is None or rec.get("block") != label or search.get("node") != node:
+            continue
+        folder = trial_folder(exp.exp_dir, rec.get("trial_dir", ""))
+        progress = folder / "progress.csv" if folder is not None else None
+        if progress is None or not progress.is_file():
+            continue
+        with progress.open(newline="") as f:
+            points = [[_float(row.get(k)) for k in CURVE_KEYS] for row in csv.DictReader(f)]
+        points = [p for p in points if all(math.isfinite(v) for v in p)]
+        if points:
+            held = "held-out " if search.get("strategy") == HELD_OUT else ""
+            it, r2, cluster = (list(col) for col in zip(*points, strict=True))
+            curves.append((f"{held}net {search.get('network', '?')}", it, r2, cluster))
+    return curves
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
 
 
 def _robustness_section(exp: Experiment, label: str) -> list[str]:

@@ -14,13 +14,19 @@ with x in place of phi(u): ``phi_condition`` and ``silent`` are then about x.
 
 The **oracle** regresses z on phi(u) over the training frames, one least-squares problem per row, all rows
 in one solve (one SVD of the design, shared by every right-hand side). The design is centred (an intercept
-per row): a learner's lin_phi absorbs any constant, so a presynaptic neuron whose phi(u_j) is constant
-over the training frames (a **silent** neuron) determines nothing and its column comes out 0.
+per row): a learner's lin_phi absorbs any constant, so a presynaptic neuron whose phi(u_j) barely moves
+over the training frames (a **silent** neuron, std < ``SILENT_STD``) determines nothing: its column is
+left out of the solve and comes out 0, the entries of W the data cannot decide. (Kept in the solve, a
+nearly constant column would add a near-null direction along which the target noise is amplified by
+1/s_min into every row of W: a ceiling of 0.0009 on a network where the trainer reached R2 0.87.)
 
-* ``R2_exact``: connectivity_R2 of the oracle W with the exact target (~1 when phi(u) has full rank).
+* ``R2_exact``: connectivity_R2 of the oracle W with the exact target (~1 when phi(u) has full rank and
+  no neuron is silent).
 * ``ceiling``: the same with Gaussian noise of ``noise`` (1 %) times the std of y added to the target;
-  it collapses where phi(u) is ill-conditioned, since the solve amplifies the noise by 1/s_min.
-* ``condition``: s_max / s_min of the centred phi(u) (inf when a column is constant).
+  it is lowered by the silent neurons' columns (their share of W) and collapses where the active columns
+  of phi(u) are ill-conditioned, since the solve amplifies the noise by 1/s_min.
+* ``condition``: s_max / s_min of the centred phi(u) of the active (not silent) neurons (inf when all
+  are silent).
 * ``silent``: presynaptic neurons whose phi(u_j) has std < ``SILENT_STD`` over the training frames.
 
 Frames: at most ``max_frames(N) = max(MIN_FRAMES, FRAMES_PER_NEURON * N)`` evenly spaced training frames
@@ -39,6 +45,9 @@ from typing import Any
 
 import numpy as np
 
+ORACLE_VERSION = (
+    2  # 2: silent columns left out of the solve; cached numbers of another version are recomputed
+)
 NOISE = 0.01  # target noise, fraction of std(y)
 SILENT_STD = 1e-3  # std of phi(u_j) over the training frames below which neuron j is silent
 MIN_FRAMES = 4000
@@ -113,8 +122,8 @@ def oracle(
     """Identifiability of one data set: u, y (T, N), true W (N, N), params (n_types, 3) [g, s, c] for
     ``model`` PDE_N2 or (n_types, 6) [a, b, g, s, w, h] for PDE_N4, types (N,).
 
-    Returns ``ceiling``, ``R2_exact``, ``phi_condition``, ``n_silent``, ``ident_frames``, ``ident_time_s``
-    (floats) and ``silent`` (list of neuron indices).
+    Returns ``ceiling``, ``R2_exact``, ``phi_condition``, ``n_silent``, ``ident_frames``, ``ident_time_s``,
+    ``ident_version`` (floats) and ``silent`` (list of neuron indices).
     """
     start = time.perf_counter()
     T, N = u.shape
@@ -132,13 +141,17 @@ def oracle(
     z_noisy = z + sigma * rng.standard_normal(z.shape) / g  # (F, N)
     Z = np.concatenate([z, z_noisy], axis=1)  # (F, 2N): both targets share one solve
     Z -= Z.mean(axis=0)
-    U, sv, Vt = np.linalg.svd(X, full_matrices=False)  # (F, N), (N,), (N, N)
-    keep = sv > sv[0] * max(F, N) * np.finfo(np.float64).eps  # lstsq's default cutoff
-    coef = Vt[keep].T @ ((U[:, keep].T @ Z) / sv[keep, None])  # (N, 2N) = W^T for both targets
-    W_exact, W_noisy = coef[:, :N].T, coef[:, N:].T  # (N, N) each, row i = postsynaptic
     phi_std = X.std(axis=0)  # (N,)
     silent = np.flatnonzero(phi_std < SILENT_STD)
-    cond = float(sv[0] / sv[-1]) if sv[-1] > 0 else math.inf
+    active = np.flatnonzero(phi_std >= SILENT_STD)  # (n_active,) the columns the data determine
+    coef = np.zeros((N, 2 * N))  # (N, 2N) = W^T for both targets; a silent neuron's column stays 0
+    cond = math.inf
+    if len(active):
+        U, sv, Vt = np.linalg.svd(X[:, active], full_matrices=False)  # (F, A), (A,), (A, A)
+        keep = sv > sv[0] * max(F, N) * np.finfo(np.float64).eps  # lstsq's default cutoff
+        coef[active] = Vt[keep].T @ ((U[:, keep].T @ Z) / sv[keep, None])  # (A, 2N)
+        cond = float(sv[0] / sv[-1]) if sv[-1] > 0 else math.inf
+    W_exact, W_noisy = coef[:, :N].T, coef[:, N:].T  # (N, N) each, row i = postsynaptic
     return {
         "ceiling": _r2(W_noisy, W),
         "R2_exact": _r2(W_exact, W),
@@ -146,6 +159,7 @@ def oracle(
         "n_silent": float(len(silent)),
         "ident_frames": float(F),
         "ident_time_s": time.perf_counter() - start,
+        "ident_version": float(ORACLE_VERSION),
         "silent": [int(j) for j in silent],
     }
 

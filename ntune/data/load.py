@@ -15,7 +15,7 @@ import numpy as np
 
 from ntune.config import SimulationConfig
 from ntune.data import cache
-from ntune.data.identifiability import of_data
+from ntune.data.identifiability import ORACLE_VERSION, of_data
 from ntune.data.simulate import Progress, SimData, simulate, variance_ranks
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,15 @@ def _from_entry(entry: Path, config: SimulationConfig, warn: bool = True) -> Sim
     summary = {k: float(v) for k, v in meta["summary"].items()}
     data = SimData(a["u"], a["y"], a["W"], a["mask"], a["types"], a["params"], config, summary, entry)
     data.silent = list(meta.get("silent", []))
-    if "ceiling" in summary and RANK_KEYS[0] in summary:
+    current = summary.get("ident_version") == ORACLE_VERSION
+    if current and RANK_KEYS[0] in summary:
         return data
-    with cache.entry_lock(entry):  # an entry cached before these numbers existed: compute them once
+    with cache.entry_lock(
+        entry
+    ):  # an entry cached before these numbers (or this oracle) existed: compute once
         if RANK_KEYS[0] not in summary:
             add_variance_ranks(data)
-        if "ceiling" not in summary:
+        if not current:
             add_identifiability(data)
         cache.update_meta(entry, {"summary": data.summary, "silent": data.silent})
     return data
@@ -69,7 +72,9 @@ def add_identifiability(data: SimData) -> None:
     """Compute the oracle of :mod:`ntune.data.identifiability` and add its numbers to ``data.summary``."""
     nan = float("nan")
     found: dict[str, Any] = (
-        of_data(data) if data.summary.get("finite", 1.0) else {"ceiling": nan, "R2_exact": nan, "silent": []}
+        of_data(data)
+        if data.summary.get("finite", 1.0)
+        else {"ceiling": nan, "R2_exact": nan, "ident_version": float(ORACLE_VERSION), "silent": []}
     )
     data.silent = found.pop("silent")
     data.summary.update(found)

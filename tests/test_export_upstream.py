@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from ntune.cli.app import app
 from ntune.config import ConfigError, config_from_dict, config_to_dict, get_dotted
 from ntune.report.export import best_records
-from ntune.report.upstream_yaml import exported_fields
+from ntune.report.upstream_yaml import block_overrides, exported_fields
 from ntune.study.experiment import read_experiment
 from ntune.upstream import ALIASES, FIELD_MAP, fill_template, import_upstream, upstream_names, upstream_values
 
@@ -78,8 +78,9 @@ def test_a_blocks_block_set_fields_are_exported_with_it(tmp_path: Path) -> None:
     info = make_experiment(exp_dir)
     info["study"]["block_set"] = {"0.5": ["training.data_augmentation_loop=7", "training.coeff_W_L1=2e-5"]}
     (exp_dir / "study.json").write_text(json.dumps(info))
-    assert exported_fields(info, 0.5) == [*FIELDS, "training.data_augmentation_loop"]
-    assert exported_fields(info, 1.0) == FIELDS
+    overrides = block_overrides(info)
+    assert exported_fields(info, overrides.get(0.5)) == [*FIELDS, "training.data_augmentation_loop"]
+    assert exported_fields(info, overrides.get(1.0)) == FIELDS
     code, output = _export(exp_dir, "--template", str(_template(tmp_path)))
     assert code == 0, output
     best = best_records(read_experiment(exp_dir).records, read_experiment(exp_dir).ledger.rows())

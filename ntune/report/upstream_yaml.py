@@ -22,12 +22,16 @@ from ntune.upstream import fill_template, flow, leaves, upstream_values
 from ntune.yamlio import read_yaml
 
 
-def exported_fields(info: Mapping[str, Any], block_value: Any = None) -> list[str]:
-    """The ntune fields the upstream export sets for the block of ``block_value``: the block field, the
-    searched fields, then the fields the study's ``block_set`` gives that block (its data or training)."""
+def block_overrides(info: Mapping[str, Any]) -> dict[Any, dict[str, Any]]:
+    """block value -> the fields the study's ``block_set`` gives that block (validated once per export)."""
+    return StudyConfig.model_validate(info["study"]).block_overrides()
+
+
+def exported_fields(info: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> list[str]:
+    """The ntune fields the upstream export sets for a block: the block field, the searched fields, then
+    the block's ``overrides`` (what :func:`block_overrides` gives it: its data or training)."""
     fields = [info["block_key"], *(k for k in info["study"]["space"] if k != info["block_key"])]
-    overrides = StudyConfig.model_validate(info["study"]).block_overrides().get(block_value, {})
-    return [*fields, *(k for k in overrides if k not in fields)]
+    return [*fields, *(k for k in overrides or {} if k not in fields)]
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -60,10 +64,11 @@ def export_upstream(
         )
     text = template.read_text()
     before = leaves(raw)
+    overrides = block_overrides(info)
     files: list[tuple[Path, str, bool]] = []
     for label, rec in best.items():
         config = config_to_dict(config_from_dict(rec["config"]))  # defaults filled in
-        fields = exported_fields(info, get_dotted(config, info["block_key"]))
+        fields = exported_fields(info, overrides.get(get_dotted(config, info["block_key"])))
         values = upstream_values({k: get_dotted(config, k) for k in fields}, raw)
         changed = {n: v for n, v in values.items() if n not in before or not _same(before[n], v)}
         body, kept = fill_template(text, changed)

@@ -22,6 +22,14 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect and convert configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+cache_app = typer.Typer(
+    help="The simulation cache ($NTUNE_CACHE, default ~/.cache/ntune): list its entries, delete the oldest.",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
+CacheDirOpt = Annotated[
+    Path | None, typer.Option("--dir", help="The cache folder (default: $NTUNE_CACHE, else ~/.cache/ntune).")
+]
 
 console = make_console()
 err_console = make_console(stderr=True, soft_wrap=True)
@@ -100,6 +108,38 @@ def config_reference(
     else:
         out.write_text(text)
         console.print(f"wrote {out}", highlight=False, markup=False)
+
+
+@cache_app.command("list")
+def cache_list(cache_dir: CacheDirOpt = None) -> None:
+    """Every cached simulation, oldest first: what it holds, its size on disk, when it was written."""
+    from ntune.cli.cache import cache_list_command
+
+    cache_list_command(cache_dir, console=console)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    older_than: Annotated[
+        float | None, typer.Option(help="Delete entries last written more than this many days ago.")
+    ] = None,
+    keep_gb: Annotated[
+        float | None, typer.Option(help="Then delete the oldest until the cache holds at most this many GB.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only list what would be deleted.")] = False,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Delete cached simulations, oldest first; a run that needs one simulates it again.
+
+    An entry another process is building now is kept."""
+    from ntune.cli.cache import cache_prune_command
+
+    try:
+        cache_prune_command(
+            cache_dir, older_than_days=older_than, keep_gb=keep_gb, dry_run=dry_run, console=console
+        )
+    except ConfigError as err:
+        raise _fail(err) from None
 
 
 @app.command()

@@ -9,20 +9,26 @@ and ``meta.json`` (format version, config, summary, per-array shape, dtype and C
 bytes). The folder is built under a temporary name and moved into place with ``os.replace``, so a
 reader sees a complete entry or none. ``<root>/<entry>.lock`` (a ``filelock.FileLock``) serialises
 builders, so concurrent trials on one machine simulate once.
+
+Entries are never deleted by ntune on its own: ``ntune cache list`` shows them (an N = 1000, 100 000-frame
+simulation is 0.8 GB) and ``ntune cache prune`` deletes the oldest (:func:`list_entries`,
+:func:`select_prunable`, :func:`remove_entry`); a pruned entry is simulated again when next needed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from ntune.config import ConfigError, config_hash
 
@@ -152,3 +158,77 @@ def read_entry(entry: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]] | No
             raise CacheCorruptError(f"{path}: checksum mismatch (file altered)")
         arrays[name] = a.view(np.ndarray)  # plain ndarray over a copy-on-write map: lazy, writable
     return arrays, meta
+
+
+ENTRY_PATTERN = re.compile(r"^[a-z0-9_]+-[0-9a-f]+-v\d+$")  # <model>-<hash>-v<format>
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """One cache entry as ``ntune cache list`` shows it: where, how big, when last written, what it holds."""
+
+    path: Path
+    size_bytes: int
+    modified: float  # seconds since the epoch: the newest of the folder and its files
+    simulation: dict[str, Any]  # the entry's simulation section ({} when its meta.json is unreadable)
+
+
+def _size_and_time(folder: Path) -> tuple[int, float]:
+    files = [f for f in folder.iterdir() if f.is_file()]
+    size = sum(f.stat().st_size for f in files)
+    return size, max([folder.stat().st_mtime, *(f.stat().st_mtime for f in files)])
+
+
+def list_entries(root: Path) -> list[EntryInfo]:
+    """Every entry under ``root`` (folders named like :func:`entry_name`), oldest first; other folders
+    (``experiments/`` mirrors, temporary builds) are left out."""
+    found = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if not folder.is_dir() or not ENTRY_PATTERN.match(folder.name):
+            continue
+        size, modified = _size_and_time(folder)
+        try:
+            simulation = dict(json.loads((folder / META_FILE).read_text()).get("config") or {})
+        except (OSError, ValueError):
+            simulation = {}
+        found.append(EntryInfo(folder, size, modified, simulation))
+    return sorted(found, key=lambda e: (e.modified, e.path.name))
+
+
+def select_prunable(
+    entries: list[EntryInfo],
+    *,
+    now: float,
+    older_than_days: float | None = None,
+    keep_bytes: int | None = None,
+) -> list[EntryInfo]:
+    """The entries to delete, oldest first: those last written more than ``older_than_days`` ago, then, of
+    the rest, the oldest until what stays fits in ``keep_bytes``. ``entries`` oldest first."""
+    chosen = [
+        e for e in entries if older_than_days is not None and now - e.modified > older_than_days * 86400
+    ]
+    if keep_bytes is not None:
+        kept = [e for e in entries if e not in chosen]
+        total = sum(e.size_bytes for e in kept)
+        for e in kept:
+            if total <= keep_bytes:
+                break
+            chosen.append(e)
+            total -= e.size_bytes
+    return sorted(chosen, key=lambda e: (e.modified, e.path.name))
+
+
+def remove_entry(entry: Path) -> bool:
+    """Delete ``entry`` and its lock file unless a builder holds its lock now; True when it was deleted.
+    A process that already read the entry keeps its memory-mapped arrays (the files go when it closes them)."""
+    lock = entry_lock(entry)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    try:
+        shutil.rmtree(entry, ignore_errors=True)
+    finally:
+        lock.release()
+    Path(lock.lock_file).unlink(missing_ok=True)
+    return True

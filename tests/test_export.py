@@ -13,7 +13,7 @@ from study_fakes import TRIALS, make_experiment, trial
 
 from ntune.cli.commands import export_command, report_command, status_command
 from ntune.config import ConfigError, load_config
-from ntune.report.export import best_records, learning_curves
+from ntune.report.export import best_records, learning_curves, trial_folder
 from ntune.study.experiment import read_experiment
 from ntune.study.guards import safe_name
 from ntune.study.journal import Journal
@@ -109,3 +109,13 @@ def test_report(tmp_path: Path) -> None:
         yaml.safe_load((tmp_path / "study.json").read_text())["block_key"]
         == "simulation.connectivity_filling_factor"
     )
+
+
+def test_a_stopped_run_has_its_curve_but_no_scatter(tmp_path: Path) -> None:
+    """A run stopped early wrote progress.csv and no W_scatter.png: its curve is found, no scatter is."""
+    stopped = tmp_path / "exp" / "trial_s"
+    stopped.mkdir(parents=True)
+    (stopped / "progress.csv").write_text("connectivity_R2,cluster_accuracy,iteration\n0.3,0.8,100\n")
+    moved = "/elsewhere/exp/trial_s"  # the folder the record names is gone: found inside the experiment
+    assert trial_folder(tmp_path / "exp", moved) is None
+    assert trial_folder(tmp_path / "exp", moved, "progress.csv") == stopped

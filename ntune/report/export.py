@@ -246,13 +246,13 @@ def _tails(trial_dir: str) -> list[Path]:
     return [Path(*parts[-k:]) for k in (1, 2) if len(parts) >= k]
 
 
-def trial_folder(exp_dir: Path, trial_dir: str) -> Path | None:
-    """The folder holding a trial's W_scatter.png: ``trial_dir`` itself, else the same trial folder
+def trial_folder(exp_dir: Path, trial_dir: str, holding: str = "W_scatter.png") -> Path | None:
+    """The folder holding a trial's file ``holding``: ``trial_dir`` itself, else the same trial folder
     inside ``exp_dir`` (an experiment moved, or mirrored from object storage); None when neither has it."""
     if not trial_dir:
         return None
     for folder in [Path(trial_dir), *(exp_dir / t for t in _tails(trial_dir))]:
-        if (folder / "W_scatter.png").is_file():
+        if (folder / holding).is_file():
             return folder
     return None
 
@@ -322,10 +322,10 @@ def learning_curves(exp: Experiment, label: str, best: dict[str, Any]) -> list[C
         search = rec.get("search") or {}
         if node is None or rec.get("block") != label or search.get("node") != node:
             continue
-        folder = trial_folder(exp.exp_dir, rec.get("trial_dir", ""))
-        progress = folder / "progress.csv" if folder is not None else None
-        if progress is None or not progress.is_file():
+        folder = trial_folder(exp.exp_dir, rec.get("trial_dir", ""), "progress.csv")
+        if folder is None:  # a run stopped early has its curve but no W scatter
             continue
+        progress = folder / "progress.csv"
         with progress.open(newline="") as f:
             points = [[_float(row.get(k)) for k in CURVE_KEYS] for row in csv.DictReader(f)]
         points = [p for p in points if all(math.isfinite(v) for v in p)]

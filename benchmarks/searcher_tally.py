@@ -395,14 +395,16 @@ def markdown(rows: Sequence[Row], meta: Mapping[str, Any] | None = None) -> str:
             f"{r.robust_seeds}/{r.seeds} | {r.best_score:.3f} | {r.robust_configs:.1f} | {r.train_min:.1f} | "
             f"{r.min_to_converged:.2f} | {_pm(r.min_to_robust, r.min_to_robust_se, 2)} | {r.stopped:.1f} |"
         )
-    lines += [
-        "",
-        "| block value | ntune / | trials to 1st converged | trials to 1st robust | "
-        "training min to 1st converged | difference, trials to 1st converged | "
-        "difference, trials to 1st robust |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for q in ratios(rows):
+    against = ratios(rows)
+    if against:
+        lines += [
+            "",
+            "| block value | ntune / | trials to 1st converged | trials to 1st robust | "
+            "training min to 1st converged | difference, trials to 1st converged | "
+            "difference, trials to 1st robust |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    for q in against:
         lines.append(
             f"| {q.level} | {NAMES.get(q.other, q.other)} | {q.converged:.2f} | {q.robust:.2f} | {q.minutes:.2f} | "
             f"{_pm(q.converged_diff, q.converged_diff_se, 2, sign=True)} | "

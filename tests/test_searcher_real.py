@@ -270,6 +270,8 @@ def test_training_minutes_to_first_robust_and_the_early_stopping_gain() -> None:
     table = searcher_tally.markdown(list(rows.values()))
     assert "| 0.5 | 0.75 | -1.50 ± 0.50 | 1.00 | 1/2, 1/2 | 2.5 | 4.5, 8.0 |" in table
     assert "| 0.5 | - | ntune UCB tree, early stopping | 2 |" in table
+    trees_only = searcher_tally.markdown([rows["ucb"], rows["ucb_stop"]])
+    assert "| block value | ntune / |" not in trees_only and "| 0.5 | 0.75 |" in trees_only  # no empty table
 
 
 def test_standard_errors_over_seeds_and_of_the_differences() -> None:

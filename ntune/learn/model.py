@@ -34,6 +34,13 @@ SIGNAL_MODELS = ("PDE_N2", "PDE_N4")
 PIECES_MIN_ROWS = 2500
 
 
+def by_pieces(lin_edge_eval: str, device: torch.device, rows: int) -> bool:
+    """Whether a scalar lin_edge of ``rows`` inputs is evaluated piece by piece: ``pieces`` always, ``auto``
+    on CPU from ``PIECES_MIN_ROWS`` inputs, ``mlp`` never."""
+    auto = lin_edge_eval == "auto" and device.type == "cpu" and rows >= PIECES_MIN_ROWS
+    return lin_edge_eval == "pieces" or auto
+
+
 class MLP(nn.Module):
     """``n_layers`` linear layers ``in -> hidden -> ... -> hidden -> out`` with ReLU between them."""
 
@@ -205,8 +212,7 @@ class SignalGNN(nn.Module):
         first layer split by input (the embedding's part once per call)."""
         if self.edge_embedding:
             return mlp_of_scalar_and_embedding(self.lin_edge, u, self.a)  # (..., N)
-        auto = self.lin_edge_eval == "auto" and u.device.type == "cpu" and u.numel() >= PIECES_MIN_ROWS
-        if self.lin_edge_eval == "pieces" or auto:
+        if by_pieces(self.lin_edge_eval, u.device, u.numel()):
             return piecewise_forward(self.lin_edge, u)
         return self.lin_edge(u.unsqueeze(-1)).squeeze(-1)
 
@@ -316,11 +322,7 @@ class PopulationGNN(nn.Module):
         """lin_edge_k applied elementwise: u (K, ...) -> (K, ...); on CPU piece by piece per member where
         :meth:`SignalGNN.edge_term` would be (``lin_edge_eval``, ``PIECES_MIN_ROWS`` rows). On CUDA always
         as the MLP: the population captures its step in a CUDA graph, which needs fixed shapes."""
-        cpu = u.device.type == "cpu"
-        if cpu and (
-            self.lin_edge_eval == "pieces"
-            or (self.lin_edge_eval == "auto" and u[0].numel() >= PIECES_MIN_ROWS)
-        ):
+        if u.device.type == "cpu" and by_pieces(self.lin_edge_eval, u.device, u[0].numel()):
             return torch.stack(
                 [piecewise_forward(self.lin_edge.layers(k), u[k]) for k in range(self.n_members)]
             )  # (K, ...)

@@ -50,9 +50,8 @@ def _from_entry(entry: Path, config: SimulationConfig, warn: bool = True) -> Sim
     current = summary.get("ident_version") == ORACLE_VERSION
     if current and RANK_KEYS[0] in summary:
         return data
-    with cache.entry_lock(
-        entry
-    ):  # an entry cached before these numbers (or this oracle) existed: compute once
+    # an entry cached before these numbers (or this version of the oracle) existed: compute them once
+    with cache.entry_lock(entry):
         if RANK_KEYS[0] not in summary:
             add_variance_ranks(data)
         if not current:

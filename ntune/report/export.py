@@ -25,6 +25,7 @@ from ntune.study.confirm import confirmation_lines
 from ntune.study.experiment import TREE_DIR, Experiment, read_experiment, tree_files
 from ntune.study.guards import safe_name
 from ntune.study.info import memory_section
+from ntune.study.numbers import as_float
 from ntune.study.ranges import RANGE_FIELDS, BlockRanges, range_rows, region_dicts
 from ntune.study.records import fmt
 from ntune.study.render import block_ranges_text, render_table
@@ -322,25 +323,20 @@ def learning_curves(exp: Experiment, label: str, best: dict[str, Any]) -> list[C
         search = rec.get("search") or {}
         if node is None or rec.get("block") != label or search.get("node") != node:
             continue
-        folder = trial_folder(exp.exp_dir, rec.get("trial_dir", ""), "progress.csv")
-        if folder is None:  # a run stopped early has its curve but no W scatter
+        folder = trial_folder(
+            exp.exp_dir, rec.get("trial_dir", ""), "progress.csv"
+        )  # a stopped run: no scatter
+        if folder is None:
             continue
         progress = folder / "progress.csv"
         with progress.open(newline="") as f:
-            points = [[_float(row.get(k)) for k in CURVE_KEYS] for row in csv.DictReader(f)]
+            points = [[as_float(row.get(k)) for k in CURVE_KEYS] for row in csv.DictReader(f)]
         points = [p for p in points if all(math.isfinite(v) for v in p)]
         if points:
             held = "held-out " if search.get("strategy") == HELD_OUT else ""
             it, r2, cluster = (list(col) for col in zip(*points, strict=True))
             curves.append((f"{held}net {search.get('network', '?')}", it, r2, cluster))
     return curves
-
-
-def _float(text: str | None) -> float:
-    try:
-        return float(text) if text not in (None, "") else math.nan
-    except ValueError:
-        return math.nan
 
 
 def _robustness_section(exp: Experiment, label: str) -> list[str]:

@@ -37,8 +37,8 @@ def _what(sim: dict[str, Any]) -> str:
 
 def _table(title: str, entries: list[EntryInfo]) -> Table:
     table = Table(title=title)
-    for name, justify in (("entry", "left"), ("simulation", "left"), ("size", "right"), ("written", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for name in ("entry", "simulation", "size", "written"):
+        table.add_column(name, justify="right" if name == "size" else "left")
     for e in entries:
         when = dt.datetime.fromtimestamp(e.modified).strftime("%Y-%m-%d %H:%M")
         table.add_row(e.path.name, _what(e.simulation), _size(e.size_bytes), when)

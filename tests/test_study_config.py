@@ -264,6 +264,22 @@ def test_block_trials_give_one_block_its_own_budget(tmp_path: Path) -> None:
     assert total_budget({**info, "study": {"n_iter_block": 3}, "held_out": 2}, list(searcher.trees)) == 12
 
 
+def test_announce_names_the_per_block_budgets(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from ntune.study.info import study_info
+    from ntune.tune.driver import Place, _announce
+
+    study, base = study_from_dict(_study(block_trials={"1.0": 5}, data_limited={"check": False}), tmp_path)
+    console = Console(record=True, width=300)
+    info = {**study_info(study, base), "block_budgets": {"connectivity_filling_factor=1.0": 5}}
+    _announce(console, study, info, Place(tmp_path / "tiny"))
+    assert (
+        "2 blocks x 3-5 trials (robust = 3 of 3 networks, then 3 held-out networks per block)"
+        in console.export_text()
+    )
+
+
 def test_repeats_vary_the_network_by_default(tmp_path: Path) -> None:
     from ntune.study.info import study_info
     from ntune.tune.driver import build_searcher

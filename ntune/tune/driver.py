@@ -25,7 +25,15 @@ from ntune.study.ceilings import study_ceilings
 from ntune.study.config import StudyConfig
 from ntune.study.experiment import Experiment
 from ntune.study.guards import check_study, preflight
-from ntune.study.info import console_lines, probe_budgets, read_info, study_info, total_budget
+from ntune.study.info import (
+    block_budget,
+    block_label,
+    console_lines,
+    probe_budgets,
+    read_info,
+    study_info,
+    total_budget,
+)
 from ntune.study.journal import Journal, reopening
 from ntune.study.records import SEARCH_KEY
 from ntune.study.storage import JOURNAL_DIRS, JOURNAL_FILES, TUNE_STATE, Remote, is_uri, join, mirror_dir
@@ -277,8 +285,10 @@ def _announce(console: Console, study: StudyConfig, info: dict[str, Any], place:
         if study.repeats_vary == "instance"
         else f"robust = {study.robustness_repeats} of {study.robustness_repeats} training seeds on one network"
     )
+    budgets = sorted({block_budget(info, block_label(study.block_key, v)) for v in study.block_values})
+    per_block = str(budgets[0]) if len(budgets) == 1 else f"{budgets[0]}-{budgets[-1]}"
     console.print(
-        f"{len(study.block_values)} blocks x {study.n_iter_block} trials ({repeats}), "
+        f"{len(study.block_values)} blocks x {per_block} trials ({repeats}), "
         f"{study.max_concurrent_trials} at a time; journal: {exp_dir / 'memory.md'}, {exp_dir / 'analysis.md'}"
     )
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from ntune.config import config_from_dict, get_dotted, set_dotted
 from ntune.data.load import load_or_simulate
-from ntune.study.config import load_study
 from ntune.study.info import block_label
+from ntune.study.load import load_study
 from searchers.robustness import held_out_seed, instance_seed
 
 

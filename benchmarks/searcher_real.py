@@ -43,7 +43,8 @@ from typing import Any
 from searcher_tally import SEARCHERS, config_id, markdown, merge, summarize
 
 from ntune.config import ConfigError, config_from_dict, get_dotted, set_dotted
-from ntune.study.config import StudyConfig, load_study
+from ntune.study.config import StudyConfig
+from ntune.study.load import load_study
 from ntune.study.stopping import EarlyStop
 from searchers.objective import classify, score
 from searchers.record import SEARCH_KEY

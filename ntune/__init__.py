@@ -43,7 +43,7 @@ _API: dict[str, tuple[str, str]] = {
     "rollout": ("ntune.learn.evaluate", "rollout"),
     "rollout_scores": ("ntune.learn.metrics", "rollout_scores"),
     "StudyConfig": ("ntune.study.config", "StudyConfig"),
-    "load_study": ("ntune.study.config", "load_study"),
+    "load_study": ("ntune.study.load", "load_study"),
     "run": ("ntune.cli.run", "run_command"),
     "Experiment": ("ntune.study.experiment", "Experiment"),
     "read_experiment": ("ntune.study.experiment", "read_experiment"),
@@ -89,8 +89,9 @@ if TYPE_CHECKING:
     from ntune.learn.train import TrainResult, fit
     from ntune.report.export import best_records, export, load_experiment
     from ntune.report.export import report as write_report
-    from ntune.study.config import StudyConfig, load_study
+    from ntune.study.config import StudyConfig
     from ntune.study.experiment import Experiment, read_experiment
+    from ntune.study.load import load_study
 
 
 def __getattr__(name: str) -> Any:

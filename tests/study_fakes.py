@@ -11,9 +11,9 @@ from typing import Any
 import yaml
 
 from ntune.config import set_dotted
-from ntune.study.config import study_from_dict
 from ntune.study.info import study_info
 from ntune.study.journal import Journal
+from ntune.study.load import study_from_dict
 from ntune.study.records import SEARCH_KEY, make_record
 from searchers.tree import Tree
 

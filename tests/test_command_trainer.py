@@ -27,7 +27,7 @@ from test_upstream_import import UPSTREAM
 
 from ntune.config import ConfigError, config_from_dict, config_to_dict, get_dotted, set_dotted
 from ntune.learn.metrics import RECORD_METRICS
-from ntune.study.config import load_study, relocated, study_from_dict
+from ntune.study.load import load_study, relocated, study_from_dict
 from ntune.study.records import read_trials
 from ntune.study.trainer import TrainerConfigFile, parse_key_value, trial_config_text
 from ntune.tune.command import MetricsFile, Outcome, run_command, stderr_tail

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from ntune.cli.app import app
 from ntune.config import ConfigError, config_from_dict, config_to_dict, dump_config, get_dotted, load_config
-from ntune.study.config import load_study
+from ntune.study.load import load_study
 from ntune.yamlio import parse_overrides, safe_yaml
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -23,8 +23,9 @@ from ntune.cli.app import app
 from ntune.config import ConfigError, NtuneConfig, SimulationConfig, config_from_dict
 from ntune.data import cache
 from ntune.study import guards
-from ntune.study.config import Objective, Resources, StudyConfig, study_from_dict
+from ntune.study.config import Objective, Resources, StudyConfig
 from ntune.study.journal import Journal
+from ntune.study.load import study_from_dict
 
 SMALL = {
     "n_neurons": 16,

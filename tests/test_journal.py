@@ -248,8 +248,8 @@ def test_a_restored_searcher_gets_the_completions_its_older_snapshot_missed(tmp_
     between the two writes): on restore the journal hands that completion to the searcher."""
     from study_fakes import STUDY
 
-    from ntune.study.config import study_from_dict
     from ntune.study.info import study_info
+    from ntune.study.load import study_from_dict
     from ntune.tune.callbacks import JournalCallback
     from ntune.tune.driver import build_searcher
 
@@ -280,8 +280,8 @@ def test_a_restored_searcher_adopts_a_finished_trial_it_never_suggested(tmp_path
     """The searcher's state was saved before the suggestion of a trial that then ran and finished."""
     from study_fakes import STUDY
 
-    from ntune.study.config import study_from_dict
     from ntune.study.info import study_info
+    from ntune.study.load import study_from_dict
     from ntune.study.records import SEARCH_KEY
     from ntune.tune.callbacks import JournalCallback
     from ntune.tune.driver import build_searcher

@@ -219,7 +219,8 @@ def test_member_callbacks_complete_each_member_once_across_a_restore() -> None:
 
 def test_study_population_setting() -> None:
     from ntune.config import ConfigError
-    from ntune.study.config import GPU_POPULATION, study_from_dict
+    from ntune.study.config import GPU_POPULATION
+    from ntune.study.load import study_from_dict
 
     study = {
         "name": "p",

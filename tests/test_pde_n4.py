@@ -333,7 +333,7 @@ def test_cli_simulate_prints_the_activity_complexity(tmp_path) -> None:
 def test_a_study_of_pde_n4_loads_with_its_model(tmp_path: Path) -> None:
     import yaml
 
-    from ntune.study.config import load_study
+    from ntune.study.load import load_study
 
     study = {
         "name": "n4",

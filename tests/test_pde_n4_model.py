@@ -363,7 +363,7 @@ def test_the_chaotic_study_gives_each_regime_its_own_data(
     """configs/chaotic_convergence_study.yaml: block_set's simulation fields reach each block's data (its
     ceiling is computed on them), shortened here to 300 frames (600 for the 20k block's 2x)."""
     from ntune.study.ceilings import study_ceilings
-    from ntune.study.config import load_study
+    from ntune.study.load import load_study
 
     monkeypatch.setenv("NTUNE_CACHE", str(tmp_path))
     study_path = CHAOTIC.parent / "chaotic_convergence_study.yaml"

@@ -20,10 +20,10 @@ from study_fakes import BASE, study_dict
 
 from ntune.config import ConfigError
 from ntune.report.export import export, report
-from ntune.study.config import study_from_dict
 from ntune.study.experiment import read_experiment
 from ntune.study.info import study_info, total_budget
 from ntune.study.journal import Journal
+from ntune.study.load import study_from_dict
 from ntune.study.records import make_record
 from searchers.dotted import get_dotted
 from searchers.early_stop import NEVER_STOPPED

@@ -16,9 +16,9 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 from study_fakes import BASE, study_dict
 
-from ntune.study.config import study_from_dict
 from ntune.study.info import study_info, total_budget
 from ntune.study.journal import Journal
+from ntune.study.load import study_from_dict
 from ntune.study.records import read_trials
 from ntune.tune.callbacks import JournalCallback
 from ntune.tune.driver import build_searcher

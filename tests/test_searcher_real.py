@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import searcher_real  # noqa: E402
 import searcher_tally  # noqa: E402
 
-from ntune.study.config import StudyConfig, study_from_dict  # noqa: E402
+from ntune.study.config import StudyConfig  # noqa: E402
+from ntune.study.load import study_from_dict  # noqa: E402
 from searchers.space import parse_space  # noqa: E402
 
 LEVEL = 0.5
@@ -375,7 +376,7 @@ def test_tune_domains_match_the_study_domains() -> None:
 
 
 def test_one_block_of_the_shipped_study_keeps_its_block_set_and_drops_block_trials() -> None:
-    from ntune.study.config import load_study
+    from ntune.study.load import load_study
     from ntune.tune.driver import build_searcher
 
     study, base = load_study(Path(__file__).resolve().parents[1] / "configs" / "quickstart_study.yaml")

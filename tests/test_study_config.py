@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from ntune.config import ConfigError, get_dotted
-from ntune.study.config import load_study, study_from_dict
+from ntune.study.load import load_study, study_from_dict
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 BASE = {

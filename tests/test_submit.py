@@ -21,7 +21,7 @@ import yaml
 from ray_nodes import free_port, node_env, start_node, stop_nodes
 from study_fakes import TINY_RUN, study_dict
 
-from ntune.study.config import load_study
+from ntune.study.load import load_study
 from ntune.study.records import read_trials
 from ntune.tune.submit import entrypoint, job_name, stage_study
 from ntune.yamlio import read_yaml

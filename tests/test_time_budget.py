@@ -153,13 +153,13 @@ def test_a_study_json_written_before_new_fields_still_resumes() -> None:
     """study.json of an older version (no time_budget_h, no graph_model.lin_edge_eval) compares equal to
     today's info of the same study; a raised budget is no other study, a changed field is."""
     from ntune.config import config_from_dict
-    from ntune.tune.driver import _comparable
+    from ntune.tune.experiment_dir import comparable
 
     base = config_from_dict({}).model_dump(mode="json")
     study = _study(None).model_dump(mode="json")
     info = {"study": study, "block_key": "simulation.connectivity_filling_factor", "base": base}
     old_base = {**base, "graph_model": {k: v for k, v in base["graph_model"].items() if k != "lin_edge_eval"}}
     old = {**info, "study": {k: v for k, v in study.items() if k != "time_budget_h"}, "base": old_base}
-    assert _comparable(old) == _comparable(info)
-    assert _comparable({**info, "study": {**study, "time_budget_h": 2.0}}) == _comparable(info)
-    assert _comparable({**info, "study": {**study, "ucb_c": 0.5}}) != _comparable(info)
+    assert comparable(old) == comparable(info)
+    assert comparable({**info, "study": {**study, "time_budget_h": 2.0}}) == comparable(info)
+    assert comparable({**info, "study": {**study, "ucb_c": 0.5}}) != comparable(info)

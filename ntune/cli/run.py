@@ -14,7 +14,7 @@ from rich.console import Console
 from ntune.cli.commands import show_export, show_status
 from ntune.console import make_console
 from ntune.report.export import export
-from ntune.study.config import load_study, relocated
+from ntune.study.load import load_study, relocated
 from ntune.study.storage import JOURNAL_DIRS, JOURNAL_FILES
 from ntune.tune.driver import StudyRun, run_study
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from ray.tune import Callback
 from rich.console import Console
 
-from ntune.config import ConfigError, config_from_dict
+from ntune.config import ConfigError
 from ntune.study.ceilings import study_ceilings
 from ntune.study.config import StudyConfig
 from ntune.study.experiment import Experiment
@@ -30,15 +29,15 @@ from ntune.study.info import (
     block_label,
     console_lines,
     probe_budgets,
-    read_info,
     study_info,
     total_budget,
 )
 from ntune.study.journal import Journal, reopening
 from ntune.study.records import SEARCH_KEY
-from ntune.study.storage import JOURNAL_DIRS, JOURNAL_FILES, TUNE_STATE, Remote, is_uri, join, mirror_dir
+from ntune.study.storage import Remote, is_uri, join, mirror_dir
 from ntune.tune.callbacks import ConsoleProgress, JournalCallback, LiveProgress
 from ntune.tune.deadline import time_budget, time_left
+from ntune.tune.experiment_dir import check_dir, prepare_dir, pull_mirror
 from ntune.tune.loggers import check_loggers, logger_callbacks
 from ntune.tune.observe import block_metrics_callback, job_metadata
 from ntune.tune.trainable import make_trainable
@@ -121,101 +120,6 @@ def _ray_nodes() -> list[dict[str, float]]:
     import ray
 
     return [dict(node.get("Resources") or {}) for node in ray.nodes() if node.get("Alive")]
-
-
-# study fields that say where the experiment lives or how long it may run, not what it is
-UNCOMPARED = ("name", "storage_path", "time_budget_h")
-
-
-def _comparable(info: dict[str, Any]) -> dict[str, Any]:
-    """A study.json as the current version reads it (fields added since filled with their defaults),
-    without the ``UNCOMPARED`` fields."""
-    study, base = info["study"], info.get("base")
-    try:
-        study = StudyConfig.model_validate(study).model_dump(mode="json")
-        base = config_from_dict(base).model_dump(mode="json") if base is not None else None
-    except (ValueError, ConfigError):
-        pass  # compared as written: a field this version no longer has makes it another study
-    return {**info, "study": {k: v for k, v in study.items() if k not in UNCOMPARED}, "base": base}
-
-
-def _check_dir(exp_dir: Path, info: dict[str, Any], fresh: bool) -> None:
-    """Raise when the experiment folder cannot be used; changes nothing (called before Ray starts)."""
-    from ray import tune
-
-    ours = (exp_dir / "study.json").is_file() or (exp_dir / "tuner.pkl").is_file()
-    if exp_dir.exists() and any(exp_dir.iterdir()) and not ours:
-        raise ConfigError(
-            f"{exp_dir} exists and is not an ntune experiment; choose another --name or --storage"
-        )
-    if not fresh and exp_dir.exists() and tune.Tuner.can_restore(str(exp_dir)):
-        old = read_info(exp_dir) if (exp_dir / "study.json").is_file() else None
-        if old is not None and _comparable(old) != _comparable(json.loads(json.dumps(info))):
-            raise ConfigError(
-                f"{exp_dir} holds an experiment of a different study; resume it with its own settings, "
-                "or pass --fresh (start over) or --name (another experiment)"
-            )
-
-
-def _pull_mirror(exp_dir: Path, remote: Remote) -> None:
-    """A run on object storage: the driver's mirror folder, emptied, then the experiment's journal files
-    and Tune's ``tuner.pkl`` (so the checks below see what a local folder would show)."""
-    if exp_dir.exists():
-        shutil.rmtree(exp_dir)
-    remote.check()
-    try:
-        remote.pull(exp_dir, (*JOURNAL_FILES, TUNE_STATE), JOURNAL_DIRS)
-    except OSError as err:
-        raise ConfigError(f"storage_path: cannot read {remote.uri} ({err})") from None
-
-
-def _keep_budget(exp_dir: Path, info: dict[str, Any], remote: Remote | None) -> None:
-    """A resumed study.json takes the run's ``time_budget_h`` (the one study field a resume may change
-    besides where the experiment lives), before any journal reads it."""
-    path = exp_dir / "study.json"
-    if not path.is_file():
-        return
-    old = json.loads(path.read_text())
-    budget = info["study"].get("time_budget_h")
-    if old["study"].get("time_budget_h") != budget:
-        old["study"]["time_budget_h"] = budget
-        path.write_text(json.dumps(old, indent=2))
-        if remote is not None:
-            remote.push(exp_dir, ("study.json",), ())
-
-
-def _prepare_dir(
-    exp_dir: Path, info: dict[str, Any], fresh: bool, console: Console, remote: Remote | None = None
-) -> bool:
-    """Create or check the experiment folder; True when an earlier run of it will be resumed.
-
-    With a ``remote``, ``exp_dir`` is its mirror: what is deleted here is deleted there too, and the new
-    ``study.json`` is copied up.
-    """
-    from ray import tune
-
-    _check_dir(exp_dir, info, fresh)
-    if fresh and exp_dir.exists():
-        shutil.rmtree(exp_dir)
-        if remote is not None:
-            remote.delete()
-    if exp_dir.exists() and tune.Tuner.can_restore(str(exp_dir)):
-        where = remote.uri if remote is not None else exp_dir
-        console.print(f"resuming experiment {where} (pass --fresh to start over)")
-        _keep_budget(exp_dir, info, remote)
-        return True
-    if exp_dir.exists():
-        console.print(
-            f"{exp_dir} has no Tune state to resume (the driver stopped before it saved any); starting over"
-        )
-        shutil.rmtree(exp_dir)
-        if remote is not None:
-            remote.delete()
-    exp_dir.mkdir(parents=True)
-    (exp_dir / "study.json").write_text(json.dumps(info, indent=2))
-    if remote is not None:
-        remote.push(exp_dir)
-    return False
 
 
 @dataclass(frozen=True)
@@ -389,16 +293,16 @@ def run_study(
     check_study(study, base)  # storage folder and memory, before anything is simulated or Ray starts
     check_loggers(study.loggers)
     if place.remote is not None:  # the bucket exists and is reachable; the journal comes down into the mirror
-        _pull_mirror(place.exp_dir, place.remote)
+        pull_mirror(place.exp_dir, place.remote)
     with console.status("identifiability of each block's data (simulating where not cached)"):
         info.update(study_ceilings(study, base))
     searcher = build_searcher(study, base, info)
-    _check_dir(place.exp_dir, info, fresh)
+    check_dir(place.exp_dir, info, fresh)
     left = time_left(study, place.exp_dir, fresh)  # refuses a spent budget before Ray starts
     started = _start_ray(address, console, job_metadata(study.name, place.where))
     try:
         preflight(study, _ray_nodes())  # each trial's resources fit the cluster; before any folder is made
-        resume = _prepare_dir(place.exp_dir, info, fresh, console, place.remote)
+        resume = prepare_dir(place.exp_dir, info, fresh, console, place.remote)
         info = json.loads(json.dumps(info))  # as study.json holds it; the journal never reads that file again
         _tune_environment(study)
         trainable = make_trainable(study)

@@ -31,7 +31,8 @@ from urllib.parse import urlparse
 import yaml
 
 from ntune.config import ConfigError
-from ntune.study.config import StudyConfig, load_study, relocated
+from ntune.study.config import StudyConfig
+from ntune.study.load import load_study, relocated
 from ntune.study.storage import is_uri, join
 from ntune.yamlio import read_yaml
 

@@ -373,9 +373,9 @@ def reference_markdown() -> str:
         "Study config",
         [
             "What `ntune run` and `ntune submit` take (`ntune/study/config.py`, `StudyConfig`). Besides the "
-            "per-field checks below, a study is validated as a whole before Ray starts (`ntune/study/load.py`): "
-            "`blocks` has exactly "
-            "one key; every `space` and `blocks` key is a field of the base config, and every bound, choice "
+            "per-field checks below, a study is validated as a whole before Ray starts "
+            "(`ntune/study/load.py`): `blocks` has exactly one key; every `space` and `blocks` key is a "
+            "field of the base config, and every bound, choice "
             "and block value is set into the base config and validated; the block key is not searched; "
             "`block_set` and `block_trials` name block values; `block_set` does not set the block key. "
             f"Objective metrics: {', '.join(f'`{m}`' for m in OBJECTIVE_METRICS)}.",

@@ -10,10 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ntune.config import (
-    FiniteFloat,
-    Int,
-)
+from ntune.config import FiniteFloat, Int
 from ntune.study.guards import BAD_NAME_CHARS
 from ntune.study.ranges import Ranges
 from ntune.study.stopping import EarlyStop
